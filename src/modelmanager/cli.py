@@ -1,0 +1,287 @@
+"""The ``modelmanager`` command.
+
+Exit codes everywhere (D10): 0 ok, 1 the operation failed (error code
+printed), 2 bad input. Every command has ``--json``; with it, stdout holds one
+JSON document, errors included (``{"error_code": ..., ...}``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from .config import Settings
+from .digest import DigestCache, Digester
+from .errors import ModelManagerError, ProfileLoadFailed, hint_for
+from .manager import ModelManager
+from .signature import diff_documents
+from .sources import load_document, resolve_mapping
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="modelmanager",
+    help="The model system of the video-analytics pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_stdout = Console(highlight=False)
+_stderr = Console(stderr=True, highlight=False)
+if not _stdout.is_terminal:  # piped output: no wrapping at 80 columns
+    _stdout.width = 200
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+# Hashing below this many bytes is too quick for a progress bar to help.
+_PROGRESS_MIN_BYTES = 64 << 20
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@contextmanager
+def _reported(as_json: bool) -> Iterator[None]:
+    """Turn a ModelManagerError into its message (or JSON) and exit code."""
+    try:
+        yield
+    except ModelManagerError as exc:
+        if as_json:
+            _stdout.print_json(data=exc.to_dict())
+        else:
+            _stderr.print(f"[bold red]error[/] {escape(str(exc))}")
+            hint = hint_for(exc)
+            if hint:
+                _stderr.print(f"  hint: {hint}", markup=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+@contextmanager
+def _byte_progress(total_hint: int, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr for long hashing, or None where it would only be noise."""
+    if total_hint < _PROGRESS_MIN_BYTES or not _stderr.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=_stderr, transient=True) as bar:
+        task = bar.add_task(label, total=total_hint)
+
+        def advance(n: int, total: int) -> None:
+            bar.update(task, advance=n, total=total)
+
+        yield advance
+
+
+@app.command()
+def resolve(
+    source: Annotated[Path, typer.Argument(help="Profile YAML, or run payload JSON.")],
+    component: Annotated[
+        str | None, typer.Option("--component", "-c", help="Only this component.")
+    ] = None,
+    models_root: Annotated[
+        Path | None,
+        typer.Option(help="Root of local weights [env: MODELMANAGER_MODELS_ROOT]."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate a mapping, verify local weights, print models_used and signatures."""
+    with _reported(as_json):
+        document = load_document(source)
+        is_payload = "model_mapping" in document
+        mapping, origin = resolve_mapping(
+            payload=document if is_payload else None,
+            profile_path=None if is_payload else source,
+        )
+        mm = ModelManager(
+            document.get("run_context") if is_payload else None,
+            mapping,
+            models_root=models_root,
+        )
+        names = [component] if component is not None else sorted(mapping.components)
+        for name in names:
+            mm.models_used_for(name)  # unknown component → model_mapping_missing
+        wanted = [s for s in mapping.iter_specs() if s.component_name in names]
+        local_bytes = _local_size(mm, wanted)
+        with _byte_progress(local_bytes, "verifying weights") as progress:
+            verified = {
+                (spec.component_name, spec.role): digest
+                for spec, digest in mm.verify_all(progress=progress)
+                if spec.component_name in names
+            }
+        result: dict[str, Any] = {
+            "source": str(origin),
+            "profile": mapping.profile,
+            "models_root": None if mm.models_root is None else str(mm.models_root),
+            "components": {
+                name: {
+                    "roles": {
+                        role: {
+                            **spec.model_dump(mode="json", exclude={"component_name", "role"}),
+                            "verified": _verified_text(verified.get((name, role))),
+                        }
+                        for role, spec in sorted(mapping.components[name].items())
+                    },
+                    "models_used": [u.model_dump() for u in mm.models_used_for(name)],
+                    "model_signature": mm.model_signature_for(name),
+                }
+                for name in names
+            },
+        }
+    if as_json:
+        _stdout.print_json(data=result)
+        return
+    _print_resolved(result)
+
+
+def _local_size(mm: ModelManager, specs: list[Any]) -> int:
+    total = 0
+    for spec in specs:
+        if spec.local_artifact is not None and mm.models_root is not None:
+            path = mm.models_root / spec.local_artifact
+            if path.is_file():
+                total += path.stat().st_size
+    return total
+
+
+def _verified_text(digest: Any) -> str:
+    if digest is None:
+        return "from mapping (triton)"
+    return "verified (cached)" if digest.cached else "verified (hashed)"
+
+
+def _print_resolved(result: dict[str, Any]) -> None:
+    _stdout.print(
+        f"source: {result['source']}   profile: {result['profile'] or '-'}   "
+        f"models_root: {result['models_root'] or '-'}",
+        markup=False,
+    )
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in (
+        "component",
+        "role",
+        "model",
+        "runtime",
+        "engine",
+        "precision",
+        "device",
+        "weights",
+    ):
+        table.add_column(column, no_wrap=True)
+    for name, comp in result["components"].items():
+        for role, spec in comp["roles"].items():
+            table.add_row(
+                name,
+                role,
+                f"{spec['model_name']}@{spec['model_version']}",
+                spec["runtime"],
+                spec["engine"],
+                spec["precision"],
+                spec["device"],
+                spec["verified"],
+            )
+        if not comp["roles"]:
+            table.add_row(name, "(calls no model)", *[""] * 6)
+    _stdout.print(table)
+    _stdout.print("\nmodel_signature", style="bold")
+    width = max(map(len, result["components"]), default=0)
+    for name, comp in result["components"].items():
+        _stdout.print(f"  {name:<{width}}  {comp['model_signature']}", markup=False)
+
+
+@app.command()
+def digest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directory models.")],
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Hash every file; do not read or write the cache.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the weights_digest of files and directory models (R-DIG-1)."""
+    with _reported(as_json):
+        settings = Settings()
+        cache = None if no_cache else DigestCache.in_dir(settings.cache_dir)
+        digester = Digester(cache, workers=settings.digest_workers)
+        size_hint = sum(p.stat().st_size for p in paths if p.is_file())
+        try:
+            with _byte_progress(size_hint, "hashing") as progress:
+                results = digester.digest_many(paths, progress=progress)
+        finally:
+            if cache is not None:
+                cache.close()
+    if as_json:
+        _stdout.print_json(data=[r.to_json_dict() for r in results])
+        return
+    for r in results:
+        note = "cached" if r.cached else "hashed"
+        files = f", {r.files} files" if r.files != 1 else ""
+        _stdout.print(f"{r.digest}  {r.path}  ({r.size} bytes{files}, {note})", markup=False)
+
+
+@app.command()
+def explain(
+    a: Annotated[Path, typer.Argument(help="First key document (JSON).")],
+    b: Annotated[Path, typer.Argument(help="Second key document (JSON).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Tell which fields differ between two cache keys (or two resolve outputs).
+
+    Documents: a cache key as ModelManager writes it ({"cache_key", "material",
+    "models_used"}), a bare key material, or `modelmanager resolve --json` output.
+    """
+    with _reported(as_json):
+        docs = [load_document(p) for p in (a, b)]
+        for path, doc in zip((a, b), docs, strict=True):
+            if not ({"cache_key", "material", "kind", "models_used", "components"} & doc.keys()):
+                raise ProfileLoadFailed(
+                    f"{path}: not a key document (no cache_key, material, models_used "
+                    "or components)",
+                    path=str(path),
+                )
+        differences = diff_documents(docs[0], docs[1])
+    if as_json:
+        _stdout.print_json(
+            data={"same": not differences, "differences": [d.to_json_dict() for d in differences]}
+        )
+        return
+    if not differences:
+        _stdout.print("no differences: the two documents give the same key", markup=False)
+        return
+    _stdout.print(f"{len(differences)} field(s) differ:", markup=False)
+    for d in differences:
+        _stdout.print(f"  {d}", markup=False)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

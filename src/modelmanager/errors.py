@@ -1,0 +1,224 @@
+"""Errors of the model system: one root, stable string codes.
+
+Every failure the manager reports is a :class:`ModelManagerError` whose class
+carries a stable ``code`` (the ``error_code`` written into manifests, R-FAIL-2),
+whether it is ``transient`` (the only ones a caller may retry, R-FAIL-3), and
+whether it is the caller's bad input (CLI exit 2) or a failed operation
+(CLI exit 1). Structured fields (component, role, field, path, expected and
+actual digest, ...) travel in ``error.fields``.
+
+    ModelManagerError
+    ├── InvalidModelSpec            invalid_model_spec        (bad input, also ValueError)
+    ├── ProfileLoadFailed           profile_load_failed       (bad input)
+    ├── ConfigurationInvalid        configuration_invalid     (bad input)
+    ├── InvalidRunContext           invalid_run_context       (bad input)
+    ├── ModelMappingMissing         model_mapping_missing     (bad input, also LookupError)
+    ├── ModelArtifactMissing        model_artifact_missing    (also FileNotFoundError)
+    ├── WeightsDigestMismatch       weights_digest_mismatch
+    ├── OnnxRuntimeMissing          onnxruntime_missing       (also ImportError)
+    ├── ModelLoadFailed             model_load_failed
+    ├── InsufficientGpuMemory       insufficient_gpu_memory
+    ├── TritonUnavailable           triton_unavailable
+    ├── TritonModelNotFound         triton_model_not_found
+    └── TritonInferFailed           triton_infer_failed
+
+``ModelArtifactMissing`` is also a ``FileNotFoundError`` so that ``except
+OSError`` callers see it; nothing that a library might retry on (a connection
+error) is modelled as an ``OSError`` (D6).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "ERROR_CLASSES",
+    "ConfigurationInvalid",
+    "InsufficientGpuMemory",
+    "InvalidModelSpec",
+    "InvalidRunContext",
+    "ModelArtifactMissing",
+    "ModelLoadFailed",
+    "ModelManagerError",
+    "ModelMappingMissing",
+    "OnnxRuntimeMissing",
+    "ProfileLoadFailed",
+    "TritonInferFailed",
+    "TritonModelNotFound",
+    "TritonUnavailable",
+    "WeightsDigestMismatch",
+    "hint_for",
+]
+
+
+class ModelManagerError(Exception):
+    """Root of every error the model system raises.
+
+    Args:
+        message: what failed and why, for a human.
+        transient: overrides the class default where one instance is retryable.
+        **fields: structured facts (component, role, field, path, ...); ``None``
+            values are dropped.
+    """
+
+    code: ClassVar[str] = "model_manager_error"
+    transient_default: ClassVar[bool] = False
+    bad_input: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, transient: bool | None = None, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = self.transient_default if transient is None else transient
+        self.fields: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI exit code: 2 for bad input, 1 for a failed operation (D10)."""
+        return 2 if self.bad_input else 1
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as written into manifests and ``--json`` output."""
+        return {
+            "error_code": self.code,
+            "error": self.message,
+            "transient": self.transient,
+            **{k: _jsonable(v) for k, v in self.fields.items()},
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+class InvalidModelSpec(ModelManagerError, ValueError):
+    """A mapping entry is missing a field or holds a value the rules reject."""
+
+    code = "invalid_model_spec"
+    bad_input = True
+
+
+class ProfileLoadFailed(ModelManagerError):
+    """A profile or payload file cannot be read or parsed."""
+
+    code = "profile_load_failed"
+    bad_input = True
+
+
+class ConfigurationInvalid(ModelManagerError):
+    """A setting (models_root, cache dir, ...) is missing or unusable."""
+
+    code = "configuration_invalid"
+    bad_input = True
+
+
+class InvalidRunContext(ModelManagerError, ValueError):
+    """The run context lacks a field or holds a value the rules reject."""
+
+    code = "invalid_run_context"
+    bad_input = True
+
+
+class ModelMappingMissing(ModelManagerError, LookupError):
+    """No mapping at all, or none for the asked component/role."""
+
+    code = "model_mapping_missing"
+    bad_input = True
+
+
+class ModelArtifactMissing(ModelManagerError, FileNotFoundError):
+    """A local weights file named by the mapping does not exist."""
+
+    code = "model_artifact_missing"
+
+
+class WeightsDigestMismatch(ModelManagerError):
+    """The local weights do not hash to the mapping's ``weights_digest``."""
+
+    code = "weights_digest_mismatch"
+
+
+class OnnxRuntimeMissing(ModelManagerError, ImportError):
+    """onnxruntime is not installed."""
+
+    code = "onnxruntime_missing"
+
+
+class ModelLoadFailed(ModelManagerError):
+    """The runtime could not load the model."""
+
+    code = "model_load_failed"
+
+
+class InsufficientGpuMemory(ModelManagerError):
+    """The device has too little free memory for the model."""
+
+    code = "insufficient_gpu_memory"
+
+
+class TritonUnavailable(ModelManagerError):
+    """The Triton server does not answer (a local server: an error, not a wait)."""
+
+    code = "triton_unavailable"
+
+
+class TritonModelNotFound(ModelManagerError):
+    """The pinned model or version is not on the Triton server. Never retried."""
+
+    code = "triton_model_not_found"
+
+
+class TritonInferFailed(ModelManagerError):
+    """Triton accepted the request but the inference failed."""
+
+    code = "triton_infer_failed"
+
+
+ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidModelSpec,
+        ProfileLoadFailed,
+        ConfigurationInvalid,
+        InvalidRunContext,
+        ModelMappingMissing,
+        ModelArtifactMissing,
+        WeightsDigestMismatch,
+        OnnxRuntimeMissing,
+        ModelLoadFailed,
+        InsufficientGpuMemory,
+        TritonUnavailable,
+        TritonModelNotFound,
+        TritonInferFailed,
+    )
+}
+
+# What to do about each code: the one table the CLI and the admin page use.
+_HINTS: dict[str, str] = {
+    "invalid_model_spec": "Fix the named field of the mapping entry (profile YAML, payload or DB profile).",
+    "profile_load_failed": "Check the file's path and its YAML/JSON syntax.",
+    "invalid_run_context": "Fix the named field of the run context in the payload.",
+    "configuration_invalid": "Set the named setting (flag or MODELMANAGER_* environment variable).",
+    "model_mapping_missing": "Add the component/role to the profile, or ask for one that is there.",
+    "model_artifact_missing": "Prepare the weights under models_root first; nothing is downloaded at run time.",
+    "weights_digest_mismatch": "The file on disk is not the one the mapping pins: restore it or update the mapping's weights_digest.",
+    "onnxruntime_missing": "pip install 'modelmanager[onnx]'",
+    "model_load_failed": "The runtime rejected the model file; see the cause below.",
+    "insufficient_gpu_memory": "Lower batch_size or move the component to a device with more free memory.",
+    "triton_unavailable": "Start the Triton server (modelmanager triton serve) and check its URL.",
+    "triton_model_not_found": "Load the pinned model version into the Triton repository; no other version is used.",
+    "triton_infer_failed": "See the server's message; check inputs against the spec.",
+}
+
+
+def hint_for(error: ModelManagerError) -> str | None:
+    """What a user can do about ``error``, or None where there is nothing to add."""
+    return _HINTS.get(error.code)

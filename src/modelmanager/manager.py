@@ -1,0 +1,251 @@
+"""The ModelManager facade: what every component asks (R-RT-1).
+
+>>> mm = ModelManager(run_context, mapping, models_root="models")  # doctest: +SKIP
+>>> spec = mm.resolve("text_ocr", "detector")       # located and digest-verified
+>>> mm.model_signature_for("text_ocr")
+'sha256:…'
+>>> mm.cache_key_for("text_ocr", producer_version="1.2.0", schema_version="3").key
+'sha256:…'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import Settings
+from .digest import Digest, DigestCache, Digester, Progress
+from .errors import (
+    ConfigurationInvalid,
+    InvalidModelSpec,
+    InvalidRunContext,
+    ModelArtifactMissing,
+    ModelManagerError,
+    ModelMappingMissing,
+)
+from .signature import CacheKey, cache_key, model_signature, models_used
+from .spec import ModelUsed, ResolvedMapping, ResolvedModelSpec, RunContext, parse_mapping
+
+__all__ = ["ModelManager"]
+
+
+class ModelManager:
+    """Resolves, verifies and accounts for the models of one run.
+
+    Args:
+        run_context: the run's context (platform_id, video_id, run_id, ...);
+            may be None where no cache key is asked for (``modelmanager resolve``).
+        resolved_mapping: the mapping, validated or raw (then validated here).
+        models_root: root of local artifact paths; default ``Settings().models_root``.
+        digester: computes and caches digests; default one on the per-host
+            cache under ``Settings().cache_dir``, opened on first use.
+        settings: read from the environment when not given.
+
+    Raises:
+        InvalidModelSpec: a raw mapping breaks a rule.
+        InvalidRunContext: a raw run context lacks a field or holds a bad value.
+    """
+
+    def __init__(
+        self,
+        run_context: RunContext | Mapping[str, Any] | None,
+        resolved_mapping: ResolvedMapping | Mapping[str, Any],
+        *,
+        models_root: str | os.PathLike[str] | None = None,
+        digester: Digester | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.run_context = _run_context(run_context)
+        self.mapping = (
+            resolved_mapping
+            if isinstance(resolved_mapping, ResolvedMapping)
+            else parse_mapping(resolved_mapping)
+        )
+        self._settings = settings
+        root = models_root if models_root is not None else self.settings.models_root
+        self.models_root = None if root is None else Path(root).absolute()
+        self._digester = digester
+        self._verified: dict[tuple[str, str], Digest] = {}
+        self._models_used: dict[str, list[ModelUsed]] = {}
+        self._signatures: dict[str, str] = {}
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings()
+        return self._settings
+
+    @property
+    def digester(self) -> Digester:
+        if self._digester is None:
+            self._digester = Digester(
+                DigestCache.in_dir(self.settings.cache_dir), workers=self.settings.digest_workers
+            )
+        return self._digester
+
+    def resolve(self, component: str, role: str) -> ResolvedModelSpec:
+        """The spec of (component, role), its local weights located and verified.
+
+        Verification happens once per manager; Triton entries are not verified
+        (their repository may live on another host, R-DIG-2).
+
+        Raises:
+            ModelMappingMissing: the mapping has no such component or role.
+            ModelArtifactMissing: the local file or directory does not exist.
+            InvalidModelSpec: the artifact path leaves models_root through a symlink.
+            WeightsDigestMismatch: the weights hash to another digest (R-DIG-3).
+        """
+        spec = self._spec(component, role)
+        if spec.local_artifact is not None and (component, role) not in self._verified:
+            self._verify([spec])
+        return spec
+
+    def artifact_path(self, spec: ResolvedModelSpec) -> Path:
+        """Absolute path of the spec's local weights (file or directory model).
+
+        Raises:
+            ModelMappingMissing: the spec is a Triton entry, with no local weights.
+            ConfigurationInvalid: models_root is not set.
+        """
+        if spec.local_artifact is None:
+            raise ModelMappingMissing(
+                f"{spec.component_name}/{spec.role} runs on Triton and has no local weights",
+                component=spec.component_name,
+                role=spec.role,
+            )
+        return self._root() / spec.local_artifact
+
+    def verify_all(
+        self, *, progress: Progress | None = None
+    ) -> list[tuple[ResolvedModelSpec, Digest]]:
+        """Locate and verify every local artifact of the mapping, hashing in parallel.
+
+        Returns (spec, digest) for each local spec, in mapping order. Raises the
+        first failure in mapping order (see :meth:`resolve`).
+        """
+        local = [s for s in self.mapping.iter_specs() if s.local_artifact is not None]
+        self._verify(
+            [s for s in local if (s.component_name, s.role) not in self._verified], progress
+        )
+        return [(s, self._verified[(s.component_name, s.role)]) for s in local]
+
+    def models_used_for(self, component: str) -> list[ModelUsed]:
+        """Canonical ``models_used[]`` of ``component`` (R-SIG-1); empty if it calls no model."""
+        used = self._models_used.get(component)
+        if used is None:
+            used = models_used(self._roles(component).values())
+            self._models_used[component] = used
+        return list(used)
+
+    def model_signature_for(self, component: str) -> str:
+        """``model_signature`` of ``component`` (R-SIG-2)."""
+        signature = self._signatures.get(component)
+        if signature is None:
+            signature = model_signature(self.models_used_for(component))
+            self._signatures[component] = signature
+        return signature
+
+    def cache_key_for(
+        self, component: str, *, producer_version: str, schema_version: str
+    ) -> CacheKey:
+        """The idempotency / cache key of ``component`` in this run (R-SIG-3).
+
+        Raises:
+            ConfigurationInvalid: the manager was made without a run context.
+        """
+        if self.run_context is None:
+            raise ConfigurationInvalid(
+                "a cache key needs the run context; this manager was made without one",
+                component=component,
+            )
+        return cache_key(
+            self.run_context,
+            component=component,
+            producer_version=producer_version,
+            schema_version=schema_version,
+            used=self.models_used_for(component),
+        )
+
+    def _roles(self, component: str) -> dict[str, ResolvedModelSpec]:
+        roles = self.mapping.components.get(component)
+        if roles is None:
+            known = ", ".join(sorted(self.mapping.components)) or "none"
+            raise ModelMappingMissing(
+                f"component {component!r} is not in the mapping (components: {known})",
+                component=component,
+                profile=self.mapping.profile,
+            )
+        return roles
+
+    def _spec(self, component: str, role: str) -> ResolvedModelSpec:
+        roles = self._roles(component)
+        spec = roles.get(role)
+        if spec is None:
+            known = ", ".join(sorted(roles)) or "none"
+            raise ModelMappingMissing(
+                f"component {component!r} has no role {role!r} in the mapping (roles: {known})",
+                component=component,
+                role=role,
+                profile=self.mapping.profile,
+            )
+        return spec
+
+    def _root(self) -> Path:
+        if self.models_root is None:
+            raise ConfigurationInvalid(
+                "models_root is not set: pass --models-root or set MODELMANAGER_MODELS_ROOT",
+                setting="models_root",
+            )
+        return self.models_root
+
+    def _locate(self, spec: ResolvedModelSpec) -> Path:
+        path = self.artifact_path(spec)
+        field = "artifacts.weights_path" if spec.engine == "torch" else "artifacts.onnx_path"
+        context: dict[str, Any] = {"component": spec.component_name, "role": spec.role, "field": field}
+        if not path.exists():
+            raise ModelArtifactMissing(
+                f"{spec.component_name}/{spec.role}: {path} does not exist "
+                "(weights are prepared beforehand; nothing is downloaded)",
+                path=str(path),
+                **context,
+            )
+        root = os.path.realpath(self._root())
+        real = os.path.realpath(path)
+        if os.path.commonpath([root, real]) != root:
+            raise InvalidModelSpec(
+                f"{spec.component_name}/{spec.role}: {spec.local_artifact} resolves to {real}, "
+                f"outside models_root {root}",
+                path=str(path),
+                **context,
+            )
+        return path
+
+    def _verify(self, specs: Sequence[ResolvedModelSpec], progress: Progress | None = None) -> None:
+        if not specs:
+            return
+        paths = [self._locate(spec) for spec in specs]
+        digests = self.digester.digest_many(paths, progress=progress)
+        for spec, digest in zip(specs, digests, strict=True):
+            try:
+                digest.check(spec.weights_digest)
+            except ModelManagerError as exc:
+                exc.fields.update(component=spec.component_name, role=spec.role)
+                exc.message = f"{spec.component_name}/{spec.role}: {exc.message}"
+                raise
+            self._verified[(spec.component_name, spec.role)] = digest
+
+
+def _run_context(value: RunContext | Mapping[str, Any] | None) -> RunContext | None:
+    if value is None or isinstance(value, RunContext):
+        return value
+    try:
+        return RunContext.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"])
+        reason = "is required" if first["type"] == "missing" else first["msg"]
+        raise InvalidRunContext(f"run context: field {field!r} {reason}", field=field) from None
