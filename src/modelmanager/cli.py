@@ -46,8 +46,9 @@ app = typer.Typer(
 
 _stdout = Console(highlight=False)
 _stderr = Console(stderr=True, highlight=False)
-if not _stdout.is_terminal:  # piped output: no wrapping at 80 columns
-    _stdout.width = 200
+for _console in (_stdout, _stderr):
+    if not _console.is_terminal:  # piped output: no wrapping at 80 columns
+        _console.width = 200
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 # Hashing below this many bytes is too quick for a progress bar to help.

@@ -205,7 +205,11 @@ class ModelManager:
     def _locate(self, spec: ResolvedModelSpec) -> Path:
         path = self.artifact_path(spec)
         field = "artifacts.weights_path" if spec.engine == "torch" else "artifacts.onnx_path"
-        context: dict[str, Any] = {"component": spec.component_name, "role": spec.role, "field": field}
+        context: dict[str, Any] = {
+            "component": spec.component_name,
+            "role": spec.role,
+            "field": field,
+        }
         if not path.exists():
             raise ModelArtifactMissing(
                 f"{spec.component_name}/{spec.role}: {path} does not exist "

@@ -50,8 +50,11 @@ KEY_FIELDS = (
 
 
 def models_used(specs: Iterable[ResolvedModelSpec]) -> list[ModelUsed]:
-    """Canonical ``models_used[]`` of one component's specs, in canonical order."""
-    return _sorted_entries(ModelUsed.from_spec(spec) for spec in specs)
+    """Canonical ``models_used[]`` of one component's specs, ordered by role.
+
+    The order is for readers; the signature sorts entries itself.
+    """
+    return sorted((ModelUsed.from_spec(spec) for spec in specs), key=lambda u: u.role)
 
 
 def model_signature(used: Iterable[ModelUsed | Mapping[str, Any]]) -> str:
@@ -111,10 +114,6 @@ def cache_key(
         material=material,
         models_used=[u.model_dump() for u in used],
     )
-
-
-def _sorted_entries(entries: Iterable[ModelUsed]) -> list[ModelUsed]:
-    return sorted(entries, key=lambda u: canonical_json(u.model_dump()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -124,7 +125,7 @@ def _text(value: str) -> str:
     return value
 
 
-NameStr = Annotated[str, Field(strict=True)]
+Name = Annotated[str, Field(strict=True), AfterValidator(_name)]
 PinnedVersion = Annotated[str, BeforeValidator(_version_text)]
 Text = Annotated[str, Field(strict=True)]
 
@@ -226,8 +227,8 @@ class ResolvedModelSpec(_Frozen):
     (``cpu``, ``cuda:N``). A ``cuda`` policy needs the scheduler to set it.
     """
 
-    component_name: NameStr
-    role: NameStr
+    component_name: Name
+    role: Name
     model_name: Text
     model_version: PinnedVersion
     weights_digest: Text
@@ -253,11 +254,6 @@ class ResolvedModelSpec(_Frozen):
                     )
                 return {**data, "device": policy}
         return data
-
-    @field_validator("component_name", "role")
-    @classmethod
-    def _check_name(cls, v: str) -> str:
-        return _name(v)
 
     @field_validator("model_name")
     @classmethod
@@ -366,7 +362,7 @@ class ResolvedMapping(_Frozen):
 
     format_version: Literal[1] = 1
     profile: str | None = None
-    components: dict[NameStr, dict[NameStr, ResolvedModelSpec]]
+    components: dict[Name, dict[Name, ResolvedModelSpec]]
 
     @model_validator(mode="before")
     @classmethod
@@ -398,15 +394,6 @@ class ResolvedMapping(_Frozen):
                 named[role] = entry
             components[component] = named
         return {**data, "components": components}
-
-    @field_validator("components")
-    @classmethod
-    def _check_names(
-        cls, v: dict[str, dict[str, ResolvedModelSpec]]
-    ) -> dict[str, dict[str, ResolvedModelSpec]]:
-        for component in v:
-            _name(component)
-        return v
 
     def spec(self, component: str, role: str) -> ResolvedModelSpec | None:
         """The spec of (component, role), or None."""
@@ -487,7 +474,7 @@ def _problem(err: Any) -> dict[str, Any]:
     loc = tuple(ctx.get("loc") or err["loc"])
     component = role = None
     rest: tuple[Any, ...] = loc
-    if loc and loc[0] == "components":
+    if len(loc) > 1 and loc[0] == "components":
         component = str(loc[1]) if len(loc) > 1 else None
         role = str(loc[2]) if len(loc) > 2 and loc[2] != "[key]" else None
         rest = loc[3:] if role is not None else loc[2:]

@@ -1,0 +1,141 @@
+"""``python -m benchmarks [--quick] [--only NAME ...]``: run, print a table, write results.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import bench_first_hash, bench_parallel, bench_resolve, bench_reverify
+from .harness import FULL, QUICK, Config, Result, Workspace
+
+RESULTS_PATH = Path(__file__).with_name("results.json")
+BENCHMARKS: dict[str, Callable[[Workspace], list[Result]]] = {
+    module.NAME: module.run
+    for module in (bench_first_hash, bench_reverify, bench_parallel, bench_resolve)
+}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller files, fewer repetitions (a smoke run)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results JSON path")
+    return parser.parse_args(argv)
+
+
+def machine_text(config: Config) -> str:
+    openssl = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{'QUICK (smoke) run' if config.quick else 'full run'} · {os.cpu_count()} CPUs · "
+        f"load avg {load} · Python {platform.python_version()} · {openssl.strip()}"
+    )
+
+
+def run_all(names: Sequence[str], config: Config, console: Console) -> list[Result]:
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="modelmanager-bench-") as tmp:
+        ws = Workspace(config, Path(tmp))
+        for name in names:
+            start = time.perf_counter()
+            with console.status(f"running {name} ..."):
+                results.extend(BENCHMARKS[name](ws))
+            console.print(f"[dim]{name}: {time.perf_counter() - start:.1f} s[/dim]")
+    return results
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def _met(met: bool | None) -> str:
+    if met is None:
+        return "[dim]ref[/dim]"
+    return "[green]met[/green]" if met else "[bold red]MISSED[/bold red]"
+
+
+def results_table(results: Sequence[Result], title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    table.add_column("benchmark")
+    table.add_column("ours", justify="right")
+    table.add_column("unit")
+    table.add_column("baseline")
+    table.add_column("baseline value", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_column("target")
+    table.add_column("met")
+    for r in results:
+        table.add_row(
+            r.name,
+            _number(r.value),
+            r.unit,
+            r.baseline_name or "—",
+            _number(r.baseline_value),
+            "—" if r.ratio is None else f"{_number(r.ratio)}×",
+            r.target,
+            _met(r.met),
+        )
+    return table
+
+
+def print_notes(results: Sequence[Result], console: Console) -> None:
+    console.print("[bold]Notes[/bold]")
+    for r in results:
+        if r.notes:
+            console.print(f"• {r.name}: {r.notes}", highlight=False)
+    console.print(
+        "• sha256sum runs at ~0.19 GB/s on these machines (LIMITS.md) and is not a yardstick.",
+        highlight=False,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = QUICK if args.quick else FULL
+    names = args.only or list(BENCHMARKS)
+    console = Console()
+    header = machine_text(config)
+    console.print(header, highlight=False)
+    start = time.perf_counter()
+    results = run_all(names, config, console)
+    console.print(
+        results_table(results, f"modelmanager benchmarks ({time.perf_counter() - start:.0f} s)")
+    )
+    print_notes(results, console)
+    args.output.write_text(
+        json.dumps(
+            [{**r.to_json_dict(), "quick": config.quick} for r in results],
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
+    console.print(f"wrote {args.output}", highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Shared fixtures: an isolated environment per test, and builders of mapping entries."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelmanager.digest import hash_file
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Under CI=true a skip is a failure: a missing dependency must not hide a test."""
+    report = yield
+    in_ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+    if in_ci and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which counts as a failure: {report.longrepr}"
+    return report
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test reads the developer's settings or writes into their home or cache."""
+    for name in list(os.environ):
+        if name.startswith("MODELMANAGER_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    return
+
+
+def age(path: Path, seconds: int = 60) -> None:
+    """Set mtime into the past, out of the digest cache's racy window."""
+    past = os.stat(path).st_mtime_ns - seconds * 1_000_000_000
+    os.utime(path, ns=(past, past))
+
+
+def onnx_entry(**overrides: Any) -> dict[str, Any]:
+    """A valid inprocess ONNX mapping entry; keys in ``overrides`` replace its fields."""
+    entry: dict[str, Any] = {
+        "model_name": "text-detector",
+        "model_version": "2.1.0",
+        "weights_digest": "sha256:" + "0" * 64,
+        "runtime": "inprocess",
+        "engine": "onnx",
+        "precision": "fp32",
+        "device_policy": "cpu",
+        "artifacts": {"onnx_path": "text-detector/2.1.0/model.onnx"},
+    }
+    entry.update(copy.deepcopy(overrides))
+    return entry
+
+
+def triton_entry(**overrides: Any) -> dict[str, Any]:
+    """A valid Triton mapping entry."""
+    entry: dict[str, Any] = {
+        "model_name": "scene-scorer",
+        "model_version": "3",
+        "weights_digest": "sha256:" + "1" * 64,
+        "runtime": "triton",
+        "engine": "onnx",
+        "precision": "fp16",
+        "device_policy": "cuda",
+        "device": "cuda:1",
+        "triton": {
+            "grpc_url": "127.0.0.1:8001",
+            "model_name": "scene_scorer",
+            "model_version": 3,
+            "preprocess_preset": "scene-224@1",
+            "inputs": [{"name": "pixels", "dtype": "FP32", "shape": [-1, 3, 224, 224]}],
+            "outputs": [{"name": "score", "dtype": "FP32", "shape": [-1, 1]}],
+        },
+    }
+    entry.update(copy.deepcopy(overrides))
+    return entry
+
+
+RUN_CONTEXT = {
+    "platform_id": "youtube",
+    "video_id": "vid-001",
+    "run_id": "run-001",
+    "config_hash": "cfg-abc",
+    "sampling_policy_version": "2",
+    "dataprocessor_version": "0.9.0",
+}
+
+
+@pytest.fixture
+def models_root(tmp_path: Path) -> Path:
+    """A models_root with two real files: a detector and a recognizer."""
+    root = tmp_path / "models"
+    for rel, content in {
+        "text-detector/2.1.0/model.onnx": b"detector weights",
+        "text-recognizer/2.1.0/model.onnx": b"recognizer weights",
+    }.items():
+        path = root / rel
+        path.parent.mkdir(parents=True)
+        path.write_bytes(content)
+        age(path)
+    return root
+
+
+@pytest.fixture
+def ocr_mapping(models_root: Path) -> dict[str, Any]:
+    """A mapping over ``models_root``: text_ocr (two roles), scene_score (triton), stats (none)."""
+    det = models_root / "text-detector/2.1.0/model.onnx"
+    rec = models_root / "text-recognizer/2.1.0/model.onnx"
+    return {
+        "profile": "test",
+        "components": {
+            "text_ocr": {
+                "detector": onnx_entry(weights_digest=hash_file(det)),
+                "recognizer": onnx_entry(
+                    model_name="text-recognizer",
+                    weights_digest=hash_file(rec),
+                    artifacts={"onnx_path": "text-recognizer/2.1.0/model.onnx"},
+                ),
+            },
+            "scene_score": {"scorer": triton_entry()},
+            "scene_stats": {},
+        },
+    }

@@ -1,0 +1,198 @@
+"""R-RT-1, R-DIG-2/3, R-FAIL-2: the ModelManager facade."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import modelmanager.digest as digest_mod
+from modelmanager import (
+    ConfigurationInvalid,
+    DigestCache,
+    Digester,
+    InvalidModelSpec,
+    InvalidRunContext,
+    ModelArtifactMissing,
+    ModelManager,
+    ModelMappingMissing,
+    WeightsDigestMismatch,
+    hash_file,
+)
+
+from .conftest import RUN_CONTEXT
+
+
+@pytest.fixture
+def mm(ocr_mapping: dict[str, Any], models_root: Path) -> ModelManager:
+    return ModelManager(RUN_CONTEXT, ocr_mapping, models_root=models_root)
+
+
+def test_resolve_returns_the_verified_spec(mm: ModelManager, models_root: Path) -> None:
+    spec = mm.resolve("text_ocr", "detector")
+    assert (spec.component_name, spec.role, spec.model_name) == (
+        "text_ocr",
+        "detector",
+        "text-detector",
+    )
+    assert mm.artifact_path(spec) == models_root / "text-detector/2.1.0/model.onnx"
+
+
+def test_resolve_verifies_once_per_manager(
+    mm: ModelManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real = mm.digester.digest_many
+
+    def counting(paths: Any, **kw: Any) -> Any:
+        calls.extend(map(str, paths))
+        return real(paths, **kw)
+
+    monkeypatch.setattr(mm.digester, "digest_many", counting)
+    mm.resolve("text_ocr", "detector")
+    mm.resolve("text_ocr", "detector")
+    assert len(calls) == 1
+
+
+def test_triton_entries_are_not_verified(mm: ModelManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(digest_mod.Digester, "digest_many", lambda *a, **k: pytest.fail("hashed"))
+    assert mm.resolve("scene_score", "scorer").runtime == "triton"
+    with pytest.raises(ModelMappingMissing, match="runs on Triton"):
+        mm.artifact_path(mm.resolve("scene_score", "scorer"))
+
+
+@pytest.mark.parametrize(("component", "role"), [("nope", "detector"), ("text_ocr", "nope")])
+def test_unknown_component_or_role(mm: ModelManager, component: str, role: str) -> None:
+    with pytest.raises(ModelMappingMissing) as info:
+        mm.resolve(component, role)
+    assert info.value.fields["component"] == component
+    assert "text_ocr" in info.value.message or "detector" in info.value.message
+
+
+def test_unknown_component_for_signature(mm: ModelManager) -> None:
+    with pytest.raises(ModelMappingMissing):
+        mm.model_signature_for("nope")
+
+
+def test_missing_local_file(mm: ModelManager, models_root: Path) -> None:
+    (models_root / "text-detector/2.1.0/model.onnx").unlink()
+    with pytest.raises(ModelArtifactMissing) as info:
+        mm.resolve("text_ocr", "detector")
+    assert info.value.fields["component"] == "text_ocr"
+    assert info.value.fields["role"] == "detector"
+    assert "nothing is downloaded" in info.value.message
+
+
+def test_changed_weights_fail_with_both_digests(mm: ModelManager, models_root: Path) -> None:
+    path = models_root / "text-detector/2.1.0/model.onnx"
+    path.write_bytes(b"other weights")
+    with pytest.raises(WeightsDigestMismatch) as info:
+        mm.resolve("text_ocr", "detector")
+    fields = info.value.fields
+    assert fields["actual"] == hash_file(path)
+    assert fields["expected"] == mm.mapping.spec("text_ocr", "detector").weights_digest  # type: ignore[union-attr]
+    assert (fields["component"], fields["role"], fields["path"]) == (
+        "text_ocr",
+        "detector",
+        str(path),
+    )
+
+
+def test_symlink_out_of_models_root_is_refused(
+    mm: ModelManager, models_root: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.onnx"
+    target = models_root / "text-detector/2.1.0/model.onnx"
+    outside.write_bytes(target.read_bytes())
+    target.unlink()
+    target.symlink_to(outside)
+    with pytest.raises(InvalidModelSpec) as info:
+        mm.resolve("text_ocr", "detector")
+    assert info.value.fields["field"] == "artifacts.onnx_path"
+    assert "outside models_root" in info.value.message
+
+
+def test_symlink_inside_models_root_is_fine(mm: ModelManager, models_root: Path) -> None:
+    target = models_root / "text-detector/2.1.0/model.onnx"
+    real = models_root / "store" / "det.onnx"
+    real.parent.mkdir()
+    target.rename(real)
+    target.symlink_to(real)
+    assert mm.resolve("text_ocr", "detector").role == "detector"
+
+
+def test_models_root_from_settings(
+    ocr_mapping: dict[str, Any], models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigurationInvalid, match="MODELMANAGER_MODELS_ROOT"):
+        ModelManager(RUN_CONTEXT, ocr_mapping).resolve("text_ocr", "detector")
+    monkeypatch.setenv("MODELMANAGER_MODELS_ROOT", str(models_root))
+    assert ModelManager(RUN_CONTEXT, ocr_mapping).resolve("text_ocr", "detector")
+
+
+def test_default_digest_cache_lives_in_the_cache_dir(
+    ocr_mapping: dict[str, Any], models_root: Path
+) -> None:
+    ModelManager(None, ocr_mapping, models_root=models_root).resolve("text_ocr", "detector")
+    cache_files = list(
+        (Path(os.environ["XDG_CACHE_HOME"]) / "modelmanager").glob("digests-*.sqlite3")
+    )
+    assert len(cache_files) == 1
+
+
+def test_verify_all_checks_every_local_artifact(mm: ModelManager) -> None:
+    verified = mm.verify_all()
+    assert [(s.component_name, s.role) for s, _ in verified] == [
+        ("text_ocr", "detector"),
+        ("text_ocr", "recognizer"),
+    ]
+
+
+def test_models_used_and_signature(mm: ModelManager) -> None:
+    used = mm.models_used_for("text_ocr")
+    assert [u.role for u in used] == ["detector", "recognizer"]
+    assert mm.models_used_for("scene_stats") == []
+    assert mm.model_signature_for("text_ocr") != mm.model_signature_for("scene_stats")
+
+
+def test_cache_key_for(mm: ModelManager) -> None:
+    key = mm.cache_key_for("text_ocr", producer_version="1.0.0", schema_version="3")
+    assert key.material["model_signature"] == mm.model_signature_for("text_ocr")
+    assert key.material["video_id"] == "vid-001"
+    assert key.key != mm.cache_key_for("text_ocr", producer_version="1.0.1", schema_version="3").key
+
+
+def test_cache_key_needs_run_context(ocr_mapping: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationInvalid, match="run context"):
+        ModelManager(None, ocr_mapping).cache_key_for(
+            "text_ocr", producer_version="1", schema_version="1"
+        )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"video_id": None}, "video_id"),
+        ({"sampling_policy_version": 1.5}, "sampling_policy_version"),
+    ],
+)
+def test_invalid_run_context(
+    ocr_mapping: dict[str, Any], change: dict[str, Any], field: str
+) -> None:
+    ctx = {k: v for k, v in {**RUN_CONTEXT, **change}.items() if v is not None}
+    with pytest.raises(InvalidRunContext) as info:
+        ModelManager(ctx, ocr_mapping)
+    assert info.value.fields["field"] == field
+
+
+def test_injected_digester_is_used(
+    ocr_mapping: dict[str, Any], models_root: Path, tmp_path: Path
+) -> None:
+    with DigestCache(tmp_path / "d.sqlite3") as cache:
+        digester = Digester(cache)
+        mm = ModelManager(RUN_CONTEXT, ocr_mapping, models_root=models_root, digester=digester)
+        mm.resolve("text_ocr", "detector")
+        again = ModelManager(RUN_CONTEXT, ocr_mapping, models_root=models_root, digester=digester)
+        assert again.verify_all()[0][1].cached
