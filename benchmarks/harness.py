@@ -72,6 +72,10 @@ class Result:
     target: str
     met: bool | None
     notes: str = ""
+    baseline_unit: str | None = None
+    """The baseline's unit where it differs from ``unit``."""
+    others_busy_cores: float | None = None
+    """CPU cores that other processes kept busy, on average, while the benchmark ran."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,6 +125,47 @@ def percentile(samples: Sequence[int], pct: float) -> float:
 def gb_per_s(size_bytes: int, ns: float) -> float:
     """Throughput in GB/s (10⁹ bytes per second), as LIMITS.md gives it."""
     return size_bytes / ns
+
+
+# --- contention -------------------------------------------------------------
+
+
+class OthersCpu:
+    """How many cores other processes kept busy while a ``with`` block ran (Linux).
+
+    System-wide busy time from ``/proc/stat`` (including time stolen by the
+    hypervisor) minus this process's and its children's CPU time, divided by the
+    wall time. ``cores`` stays None where ``/proc/stat`` is unreadable.
+    """
+
+    def __init__(self) -> None:
+        self.cores: float | None = None
+        self._start: tuple[float, float, float] | None = None
+
+    def __enter__(self) -> OthersCpu:
+        self._start = _cpu_snapshot()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = _cpu_snapshot()
+        if self._start is None or end is None:
+            return
+        wall, busy, own = (e - s for e, s in zip(end, self._start, strict=True))
+        self.cores = max(0.0, (busy - own) / wall) if wall > 0 else None
+
+
+def _cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall s, system-wide busy CPU s, own + children CPU s), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    t = os.times()
+    own = t.user + t.system + t.children_user + t.children_system
+    return time.perf_counter(), busy, own
 
 
 # --- scratch files ------------------------------------------------------------

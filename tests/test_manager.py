@@ -196,3 +196,12 @@ def test_injected_digester_is_used(
         mm.resolve("text_ocr", "detector")
         again = ModelManager(RUN_CONTEXT, ocr_mapping, models_root=models_root, digester=digester)
         assert again.verify_all()[0][1].cached
+
+
+def test_verify_all_for_some_components(mm: ModelManager, models_root: Path) -> None:
+    (models_root / "text-detector/2.1.0/model.onnx").unlink()
+    assert mm.verify_all(["scene_score"]) == []  # the broken text_ocr is not touched
+    with pytest.raises(ModelMappingMissing):
+        mm.verify_all(["nope"])
+    with pytest.raises(ModelArtifactMissing):
+        mm.verify_all(["text_ocr"])

@@ -130,15 +130,11 @@ def resolve(
             models_root=models_root,
         )
         names = [component] if component is not None else sorted(mapping.components)
-        for name in names:
-            mm.models_used_for(name)  # unknown component → model_mapping_missing
         wanted = [s for s in mapping.iter_specs() if s.component_name in names]
-        local_bytes = _local_size(mm, wanted)
-        with _byte_progress(local_bytes, "verifying weights") as progress:
+        with _byte_progress(_local_size(mm, wanted), "verifying weights") as progress:
             verified = {
                 (spec.component_name, spec.role): digest
-                for spec, digest in mm.verify_all(progress=progress)
-                if spec.component_name in names
+                for spec, digest in mm.verify_all(names, progress=progress)
             }
         result: dict[str, Any] = {
             "source": str(origin),

@@ -120,14 +120,21 @@ class ModelManager:
         return self._root() / spec.local_artifact
 
     def verify_all(
-        self, *, progress: Progress | None = None
+        self, components: Sequence[str] | None = None, *, progress: Progress | None = None
     ) -> list[tuple[ResolvedModelSpec, Digest]]:
-        """Locate and verify every local artifact of the mapping, hashing in parallel.
+        """Locate and verify the local artifacts of ``components`` (default: all), in parallel.
 
         Returns (spec, digest) for each local spec, in mapping order. Raises the
         first failure in mapping order (see :meth:`resolve`).
         """
-        local = [s for s in self.mapping.iter_specs() if s.local_artifact is not None]
+        for component in components or ():
+            self._roles(component)  # unknown → model_mapping_missing
+        local = [
+            s
+            for s in self.mapping.iter_specs()
+            if s.local_artifact is not None
+            and (components is None or s.component_name in components)
+        ]
         self._verify(
             [s for s in local if (s.component_name, s.role) not in self._verified], progress
         )
