@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 from modelmanager.digest import DigestCache, Digester, hash_file
@@ -59,9 +60,9 @@ def _cached_digester(ws: Workspace, path: Path) -> Digester:
     return digester
 
 
-def _contenders(digester: Digester, path: Path) -> dict[str, Callable[[], object]]:
-    assert digester.cache is not None
-    floor_conn = sqlite3.connect(digester.cache.path, check_same_thread=False)
+def _contenders(
+    digester: Digester, path: Path, floor_conn: sqlite3.Connection
+) -> dict[str, Callable[[], object]]:
     text = os.path.abspath(path)
 
     def ours() -> None:
@@ -81,8 +82,9 @@ def run(ws: Workspace) -> list[Result]:
     rehash_ns = _rehash_ns(ws, path)
     digester = _cached_digester(ws, path)
     calls = ws.config.reverify_calls
-    samples = interleaved(_contenders(digester, path), calls, warmup=100)
     assert digester.cache is not None
+    with closing(sqlite3.connect(digester.cache.path)) as floor_conn:
+        samples = interleaved(_contenders(digester, path, floor_conn), calls, warmup=100)
     digester.cache.close()
     us = {name: median(s) / 1e3 for name, s in samples.items()}
     p99 = {name: percentile(s, 99) / 1e3 for name, s in samples.items()}

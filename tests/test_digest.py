@@ -219,3 +219,9 @@ def test_verify_mismatch_names_path_expected_and_actual(weights: Path) -> None:
     err = info.value
     assert err.fields == {"path": str(weights), "expected": expected, "actual": hash_file(weights)}
     assert not err.transient
+
+
+def test_a_path_given_twice_is_hashed_once(weights: Path, count_hashing: list[str]) -> None:
+    a, b = Digester().digest_many([weights, weights.parent / "." / weights.name])
+    assert a.digest == b.digest
+    assert len(count_hashing) == 1

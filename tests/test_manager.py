@@ -205,3 +205,41 @@ def test_verify_all_for_some_components(mm: ModelManager, models_root: Path) -> 
         mm.verify_all(["nope"])
     with pytest.raises(ModelArtifactMissing):
         mm.verify_all(["text_ocr"])
+
+
+def test_directory_model_error_names_its_component(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    (root / "repo").mkdir(parents=True)
+    (root / "repo" / "w.bin").write_bytes(b"w")
+    (root / "repo" / "link").symlink_to(root / "repo" / "w.bin")
+    entry = {
+        "model_name": "r",
+        "model_version": "1",
+        "weights_digest": "sha256:" + "0" * 64,
+        "runtime": "inprocess",
+        "engine": "torch",
+        "precision": "fp32",
+        "device_policy": "cpu",
+        "artifacts": {"weights_path": "repo"},
+    }
+    mapping = {
+        "components": {
+            "a": {"x": {**entry, "artifacts": {"weights_path": "ok"}}},
+            "b": {"y": entry},
+        }
+    }
+    (root / "ok").write_bytes(b"fine")
+    with pytest.raises(InvalidModelSpec) as info:
+        ModelManager(None, mapping, models_root=root).verify_all()
+    assert (info.value.fields["component"], info.value.fields["role"]) == ("b", "y")
+    assert info.value.fields["field"] == "artifacts.weights_path"
+
+
+def test_realpath_agrees_with_the_portable_one(tmp_path: Path) -> None:
+    from modelmanager.manager import _realpath
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    for path in [tmp_path / "link" / "b" / "f", tmp_path / "link", tmp_path / "missing" / "f"]:
+        assert _realpath(path) == os.path.realpath(path)

@@ -54,23 +54,26 @@ def sha256_tagged(data: bytes) -> str:
 
 
 def _check(value: Any, where: str) -> None:
-    # bool before int: bool is an int subclass but is written as true/false.
-    if value is None or isinstance(value, str | bool):
+    # Exact str/None first: the bulk of every signature's material.
+    if type(value) is str or value is None or isinstance(value, bool):
         return
-    if isinstance(value, int):
-        if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
-            raise CanonicalJsonError(f"{where}: integer {value} is outside ±(2**53-1)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                raise CanonicalJsonError(f"{where}: key {key!r} is not an ASCII string")
+            if type(item) is not str and item is not None:
+                _check(item, f"{where}.{key}")
         return
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
             _check(item, f"{where}[{i}]")
         return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or not key.isascii():
-                raise CanonicalJsonError(f"{where}: key {key!r} is not an ASCII string")
-            _check(item, f"{where}.{key}")
-        return
     if isinstance(value, float):
         raise CanonicalJsonError(f"{where}: float {value!r} is not allowed in hashed material")
+    if isinstance(value, int):
+        if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            raise CanonicalJsonError(f"{where}: integer {value} is outside ±(2**53-1)")
+        return
+    if isinstance(value, str):
+        return
     raise CanonicalJsonError(f"{where}: {type(value).__name__} is not a JSON value")

@@ -32,7 +32,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +56,8 @@ RACY_WINDOW_NS = 2_000_000_000
 CHUNK_SIZE = 1 << 20
 
 Progress = Callable[[int, int], None]
-"""``progress(advance_bytes, total_bytes)``: called as bytes are hashed (or found cached)."""
+"""``progress(advance_bytes, total_bytes)``: called as bytes are hashed (or found cached),
+from the hashing threads: it must be thread-safe (rich's ``Progress.update`` is)."""
 
 
 def hash_file(
@@ -224,8 +225,9 @@ class Digester:
             ModelArtifactMissing: a path does not exist.
             InvalidModelSpec: a directory model holds a symlink or special file.
         """
-        trees = [self._collect(os.path.abspath(p)) for p in paths]
-        files = [f for tree in trees for f in tree[1]]
+        roots = [os.path.abspath(p) for p in paths]
+        trees = {root: self._collect(root) for root in dict.fromkeys(roots)}  # each once
+        files = [f for tree in trees.values() for f in tree[1]]
         total = sum(f.st.st_size for f in files)
         misses = []
         for f in files:
@@ -235,7 +237,9 @@ class Digester:
             elif progress is not None:
                 progress(f.st.st_size, total)
         self._hash(misses, progress, total)
-        return [_assemble(root, tree_files, is_dir, misses) for root, tree_files, is_dir in trees]
+        missed = {id(f) for f in misses}
+        assembled = {root: _assemble(*tree, missed) for root, tree in trees.items()}
+        return [assembled[root] for root in roots]
 
     def verify(self, path: str | os.PathLike[str], expected: str) -> Digest:
         """The digest of ``path``, checked against ``expected``.
@@ -302,8 +306,7 @@ class Digester:
             return False
 
 
-def _assemble(root: str, files: list[_File], is_dir: bool, misses: Iterable[_File]) -> Digest:
-    missed = {id(f) for f in misses}
+def _assemble(root: str, files: list[_File], is_dir: bool, missed: set[int]) -> Digest:
     cached = not any(id(f) in missed for f in files)
     size = sum(f.st.st_size for f in files)
     if not is_dir:

@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ class ModelManager:
         root = models_root if models_root is not None else self.settings.models_root
         self.models_root = None if root is None else Path(root).absolute()
         self._digester = digester
+        self._real_root: str | None = None
         self._verified: dict[tuple[str, str], Digest] = {}
         self._models_used: dict[str, list[ModelUsed]] = {}
         self._signatures: dict[str, str] = {}
@@ -175,6 +177,7 @@ class ModelManager:
             producer_version=producer_version,
             schema_version=schema_version,
             used=self.models_used_for(component),
+            signature=self.model_signature_for(component),
         )
 
     def _roles(self, component: str) -> dict[str, ResolvedModelSpec]:
@@ -210,43 +213,34 @@ class ModelManager:
         return self.models_root
 
     def _locate(self, spec: ResolvedModelSpec) -> Path:
+        """The artifact's path, refused if its real location leaves models_root."""
         path = self.artifact_path(spec)
-        field = "artifacts.weights_path" if spec.engine == "torch" else "artifacts.onnx_path"
-        context: dict[str, Any] = {
-            "component": spec.component_name,
-            "role": spec.role,
-            "field": field,
-        }
-        if not path.exists():
-            raise ModelArtifactMissing(
-                f"{spec.component_name}/{spec.role}: {path} does not exist "
-                "(weights are prepared beforehand; nothing is downloaded)",
-                path=str(path),
-                **context,
-            )
-        root = os.path.realpath(self._root())
-        real = os.path.realpath(path)
-        if os.path.commonpath([root, real]) != root:
+        if self._real_root is None:
+            self._real_root = _realpath(self._root())
+        real = _realpath(path)
+        if real != self._real_root and not real.startswith(self._real_root.rstrip(os.sep) + os.sep):
             raise InvalidModelSpec(
-                f"{spec.component_name}/{spec.role}: {spec.local_artifact} resolves to {real}, "
-                f"outside models_root {root}",
+                f"{spec.local_artifact} resolves to {real}, outside models_root {self._real_root}",
                 path=str(path),
-                **context,
+                field=_artifact_field(spec),
             )
         return path
 
     def _verify(self, specs: Sequence[ResolvedModelSpec], progress: Progress | None = None) -> None:
         if not specs:
             return
-        paths = [self._locate(spec) for spec in specs]
-        digests = self.digester.digest_many(paths, progress=progress)
+        paths = []
+        for spec in specs:
+            with _about(spec):
+                paths.append(self._locate(spec))
+        try:
+            digests = self.digester.digest_many(paths, progress=progress)
+        except ModelManagerError as exc:
+            _enrich(exc, _owner(exc, specs, paths))
+            raise
         for spec, digest in zip(specs, digests, strict=True):
-            try:
+            with _about(spec):
                 digest.check(spec.weights_digest)
-            except ModelManagerError as exc:
-                exc.fields.update(component=spec.component_name, role=spec.role)
-                exc.message = f"{spec.component_name}/{spec.role}: {exc.message}"
-                raise
             self._verified[(spec.component_name, spec.role)] = digest
 
 
@@ -260,3 +254,60 @@ def _run_context(value: RunContext | Mapping[str, Any] | None) -> RunContext | N
         field = ".".join(str(p) for p in first["loc"])
         reason = "is required" if first["type"] == "missing" else first["msg"]
         raise InvalidRunContext(f"run context: field {field!r} {reason}", field=field) from None
+
+
+def _realpath(path: str | os.PathLike[str]) -> str:
+    """``os.path.realpath``, in 3 syscalls on Linux instead of one lstat per path component.
+
+    The kernel resolves the path when opening it with O_PATH; /proc names the result.
+    Anywhere that fails (no /proc, a missing file), the portable function answers.
+    """
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except (AttributeError, OSError):
+        return os.path.realpath(path)
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+    finally:
+        os.close(fd)
+
+
+def _artifact_field(spec: ResolvedModelSpec) -> str:
+    return "artifacts.weights_path" if spec.engine == "torch" else "artifacts.onnx_path"
+
+
+def _owner(
+    exc: ModelManagerError, specs: Sequence[ResolvedModelSpec], paths: Sequence[Path]
+) -> ResolvedModelSpec:
+    """The spec whose artifact is (or, for a directory model, holds) the error's path."""
+    path = str(exc.fields.get("path", ""))
+    for spec, artifact in zip(specs, paths, strict=True):
+        root = os.path.abspath(artifact)
+        if path == root or path.startswith(root + os.sep):
+            return spec
+    return specs[0]
+
+
+@contextmanager
+def _about(spec: ResolvedModelSpec) -> Iterator[None]:
+    """Name the spec's component, role and field in any error raised inside."""
+    try:
+        yield
+    except ModelManagerError as exc:
+        _enrich(exc, spec)
+        raise
+
+
+def _enrich(exc: ModelManagerError, spec: ResolvedModelSpec) -> None:
+    exc.fields = {
+        "component": spec.component_name,
+        "role": spec.role,
+        "field": _artifact_field(spec),
+        **exc.fields,
+    }
+    exc.message = f"{spec.component_name}/{spec.role}: {exc.message}"
+    if isinstance(exc, ModelArtifactMissing):
+        exc.message += " (weights are prepared beforehand; nothing is downloaded)"
+    exc.args = (exc.message,)

@@ -59,10 +59,18 @@ def models_used(specs: Iterable[ResolvedModelSpec]) -> list[ModelUsed]:
 
 def model_signature(used: Iterable[ModelUsed | Mapping[str, Any]]) -> str:
     """``sha256:<hex>`` of the canonical models_used; independent of their order."""
-    entries = [u.model_dump() if isinstance(u, ModelUsed) else dict(u) for u in used]
-    entries.sort(key=canonical_json)
+    encoded = sorted(
+        canonical_json(u.model_dump() if isinstance(u, ModelUsed) else dict(u)) for u in used
+    )
+    # Each entry is encoded once: these bytes are exactly canonical_json of
+    # {"kind": ..., "models_used": [entries sorted by their encoding], "sig_v": ...}
+    # (keys in sorted order), which the golden test pins.
     return sha256_tagged(
-        canonical_json({"kind": "model_signature", "sig_v": SIG_V, "models_used": entries})
+        b'{"kind":"model_signature","models_used":['
+        + b",".join(encoded)
+        + b'],"sig_v":'
+        + str(SIG_V).encode()
+        + b"}"
     )
 
 
@@ -95,8 +103,12 @@ def cache_key(
     producer_version: str,
     schema_version: str,
     used: Sequence[ModelUsed],
+    signature: str | None = None,
 ) -> CacheKey:
-    """The idempotency / cache key of one component in one run (R-SIG-3)."""
+    """The idempotency / cache key of one component in one run (R-SIG-3).
+
+    ``signature`` is ``model_signature(used)``, passed where it is already known.
+    """
     material = {
         "kind": "cache_key",
         "sig_v": SIG_V,
@@ -107,7 +119,7 @@ def cache_key(
         "sampling_policy_version": run_context.sampling_policy_version,
         "producer_version": producer_version,
         "schema_version": schema_version,
-        "model_signature": model_signature(used),
+        "model_signature": signature if signature is not None else model_signature(used),
     }
     return CacheKey(
         key=sha256_tagged(canonical_json(material)),

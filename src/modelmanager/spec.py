@@ -338,8 +338,9 @@ class ModelUsed(_Frozen):
 
     @classmethod
     def from_spec(cls, spec: ResolvedModelSpec) -> ModelUsed:
+        """The entry of a (validated) spec; its fields need no second validation."""
         triton = spec.triton
-        return cls(
+        return cls.model_construct(
             role=spec.role,
             model_name=spec.model_name,
             model_version=spec.model_version,
