@@ -168,7 +168,7 @@ def test_explain_two_resolve_outputs(example: tuple[Path, Path], tmp_path: Path)
         json.loads(run("resolve", profile, "--models-root", root, "--json").output),
     )
     changed = tmp_path / "changed.yaml"
-    changed.write_text(profile.read_text().replace("engine: onnx", "engine: tensorrt", 1))
+    changed.write_text(profile.read_text().replace("precision: fp32", "precision: fp16", 1))
     b = _write_json(
         tmp_path / "b.json",
         json.loads(run("resolve", changed, "--models-root", root, "--json").output),
@@ -176,7 +176,7 @@ def test_explain_two_resolve_outputs(example: tuple[Path, Path], tmp_path: Path)
     fields = [d["field"] for d in json.loads(run("explain", a, b, "--json").output)["differences"]]
     assert fields == [
         "components.frame_features.model_signature",
-        "components.frame_features.models_used[encoder].engine",
+        "components.frame_features.models_used[encoder].precision",
     ]
 
 

@@ -21,6 +21,10 @@ STABLE_CODES = {
     "profile_load_failed",
     "configuration_invalid",
     "invalid_run_context",
+    "tritonclient_missing",
+    "torch_missing",
+    "device_unavailable",
+    "model_infer_failed",
 }
 BAD_INPUT = {
     "invalid_model_spec",

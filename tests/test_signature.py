@@ -192,7 +192,7 @@ def _sig(**overrides: Any) -> str:
 def test_engine_precision_runtime_device_kind_change_the_signature() -> None:
     """R-SPEC-6, R-SIG-2, D2: engine/precision/device kind count; the GPU index does not."""
     base = _sig()
-    assert _sig(engine="tensorrt") != base
+    assert _sig(engine="tensorrt", device_policy="cuda:0") != _sig(device_policy="cuda:0")
     assert _sig(precision="fp16") != base
     assert _sig(device_policy="cuda", device="cuda:0") != base
     assert _sig(device_policy="cuda", device="cuda:0") == _sig(

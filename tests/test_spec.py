@@ -68,7 +68,7 @@ REJECTIONS = [
     ("onnx without onnx_path", onnx_entry(artifacts={}), "artifacts.onnx_path"),
     (
         "tensorrt without onnx_path",
-        onnx_entry(engine="tensorrt", artifacts={}),
+        onnx_entry(engine="tensorrt", device_policy="cuda:0", artifacts={}),
         "artifacts.onnx_path",
     ),
     ("torch without weights_path", onnx_entry(engine="torch"), "artifacts.weights_path"),
@@ -118,6 +118,17 @@ REJECTIONS = [
         "triton.outputs.0.name",
     ),
     ("role contradicted", onnx_entry(role="recognizer"), "role"),
+    ("tensorrt on cpu", onnx_entry(engine="tensorrt"), "engine"),
+    (
+        "triton io outside its block",
+        triton_entry(inputs=[{"name": "x", "dtype": "FP32", "shape": [1]}]),
+        "inputs",
+    ),
+    (
+        "inprocess io bad dtype",
+        onnx_entry(outputs=[{"name": "y", "dtype": "float", "shape": [1]}]),
+        "outputs.0.dtype",
+    ),
 ]
 
 

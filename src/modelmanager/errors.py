@@ -16,7 +16,11 @@ actual digest, ...) travel in ``error.fields``.
     ├── ModelArtifactMissing        model_artifact_missing    (also FileNotFoundError)
     ├── WeightsDigestMismatch       weights_digest_mismatch
     ├── OnnxRuntimeMissing          onnxruntime_missing       (also ImportError)
+    ├── TritonClientMissing         tritonclient_missing      (also ImportError)
+    ├── TorchMissing                torch_missing             (also ImportError)
+    ├── DeviceUnavailable           device_unavailable
     ├── ModelLoadFailed             model_load_failed
+    ├── ModelInferFailed            model_infer_failed
     ├── InsufficientGpuMemory       insufficient_gpu_memory
     ├── TritonUnavailable           triton_unavailable
     ├── TritonModelNotFound         triton_model_not_found
@@ -34,15 +38,19 @@ from typing import Any, ClassVar
 __all__ = [
     "ERROR_CLASSES",
     "ConfigurationInvalid",
+    "DeviceUnavailable",
     "InsufficientGpuMemory",
     "InvalidModelSpec",
     "InvalidRunContext",
     "ModelArtifactMissing",
+    "ModelInferFailed",
     "ModelLoadFailed",
     "ModelManagerError",
     "ModelMappingMissing",
     "OnnxRuntimeMissing",
     "ProfileLoadFailed",
+    "TorchMissing",
+    "TritonClientMissing",
     "TritonInferFailed",
     "TritonModelNotFound",
     "TritonUnavailable",
@@ -152,10 +160,34 @@ class OnnxRuntimeMissing(ModelManagerError, ImportError):
     code = "onnxruntime_missing"
 
 
+class TritonClientMissing(ModelManagerError, ImportError):
+    """tritonclient is not installed."""
+
+    code = "tritonclient_missing"
+
+
+class TorchMissing(ModelManagerError, ImportError):
+    """torch is not installed (it is an optional extra)."""
+
+    code = "torch_missing"
+
+
+class DeviceUnavailable(ModelManagerError):
+    """The spec's device or engine cannot run here; nothing falls back to another one."""
+
+    code = "device_unavailable"
+
+
 class ModelLoadFailed(ModelManagerError):
     """The runtime could not load the model."""
 
     code = "model_load_failed"
+
+
+class ModelInferFailed(ModelManagerError):
+    """An in-process inference failed (wrong input name, dtype or shape, or a runtime error)."""
+
+    code = "model_infer_failed"
 
 
 class InsufficientGpuMemory(ModelManagerError):
@@ -193,7 +225,11 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         ModelArtifactMissing,
         WeightsDigestMismatch,
         OnnxRuntimeMissing,
+        TritonClientMissing,
+        TorchMissing,
+        DeviceUnavailable,
         ModelLoadFailed,
+        ModelInferFailed,
         InsufficientGpuMemory,
         TritonUnavailable,
         TritonModelNotFound,
@@ -211,7 +247,11 @@ _HINTS: dict[str, str] = {
     "model_artifact_missing": "Prepare the weights under models_root first; nothing is downloaded at run time.",
     "weights_digest_mismatch": "The file on disk is not the one the mapping pins: restore it or update the mapping's weights_digest.",
     "onnxruntime_missing": "pip install 'modelmanager[onnx]'",
+    "tritonclient_missing": "pip install 'modelmanager[triton]'",
+    "torch_missing": "pip install 'modelmanager[torch]'",
+    "device_unavailable": "Run on a machine with the device and its runtime provider, or change the entry's device_policy/engine; nothing falls back to CPU.",
     "model_load_failed": "The runtime rejected the model file; see the cause below.",
+    "model_infer_failed": "Check the inputs' names, dtypes and shapes against the model.",
     "insufficient_gpu_memory": "Lower batch_size or move the component to a device with more free memory.",
     "triton_unavailable": "Start the Triton server (modelmanager triton serve) and check its URL.",
     "triton_model_not_found": "Load the pinned model version into the Triton repository; no other version is used.",

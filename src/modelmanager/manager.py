@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,33 @@ from .errors import (
     ModelManagerError,
     ModelMappingMissing,
 )
+from .runtimes import Runtime, RuntimeFactory, default_runtime
 from .signature import CacheKey, cache_key, model_signature, models_used
 from .spec import ModelUsed, ResolvedMapping, ResolvedModelSpec, RunContext, parse_mapping
 
-__all__ = ["ModelManager"]
+__all__ = ["HealthReport", "ModelManager"]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """The health of one (component, role): ``error_code`` set where opening failed."""
+
+    spec: ResolvedModelSpec
+    ok: bool
+    detail: str
+    error_code: str | None
+    ms: float = 0.0
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.spec.component_name,
+            "role": self.spec.role,
+            "runtime": self.spec.runtime,
+            "ok": self.ok,
+            "detail": self.detail,
+            "error_code": self.error_code,
+            "ms": self.ms,
+        }
 
 
 class ModelManager:
@@ -45,6 +70,9 @@ class ModelManager:
         digester: computes and caches digests; default one on the per-host
             cache under ``Settings().cache_dir``, opened on first use.
         settings: read from the environment when not given.
+        runtime_factory: makes the handle of a spec; default
+            :func:`modelmanager.runtimes.default_runtime`. Tests of the
+            manager's own logic inject one.
 
     Raises:
         InvalidModelSpec: a raw mapping breaks a rule.
@@ -59,6 +87,7 @@ class ModelManager:
         models_root: str | os.PathLike[str] | None = None,
         digester: Digester | None = None,
         settings: Settings | None = None,
+        runtime_factory: RuntimeFactory | None = None,
     ) -> None:
         self.run_context = _run_context(run_context)
         self.mapping = (
@@ -70,6 +99,8 @@ class ModelManager:
         root = models_root if models_root is not None else self.settings.models_root
         self.models_root = None if root is None else Path(root).absolute()
         self._digester = digester
+        self._runtime_factory = runtime_factory or default_runtime
+        self._runtimes: dict[tuple[str, str], Runtime] = {}
         self._real_root: str | None = None
         self._verified: dict[tuple[str, str], Digest] = {}
         self._models_used: dict[str, list[ModelUsed]] = {}
@@ -141,6 +172,77 @@ class ModelManager:
             [s for s in local if (s.component_name, s.role) not in self._verified], progress
         )
         return [(s, self._verified[(s.component_name, s.role)]) for s in local]
+
+    def get_runtime(self, spec: ResolvedModelSpec) -> Runtime:
+        """The opened handle of ``spec``, one per (component, role) for the manager's life.
+
+        Local weights are verified first; the handle then checks the model
+        against the spec as it opens. Nothing falls back to another model,
+        version or device (R-FAIL-1).
+
+        Raises:
+            ModelManagerError: whatever :meth:`resolve` or the backend's ``open`` raises.
+
+        >>> handle = mm.get_runtime(mm.resolve("text_ocr", "detector"))  # doctest: +SKIP
+        >>> handle({"x": frames})["prob"]  # doctest: +SKIP
+        """
+        key = (spec.component_name, spec.role)
+        handle = self._runtimes.get(key)
+        if handle is not None:
+            return handle
+        spec = self.resolve(*key)
+        local = None if spec.local_artifact is None else self.artifact_path(spec)
+        handle = self._runtime_factory(spec, local)
+        with _about(spec):
+            handle.open()
+        self._runtimes[key] = handle
+        return handle
+
+    def preload(self, components: Sequence[str] | None = None) -> list[Runtime]:
+        """Open the in-process handles of ``components`` (default: all) now (R-RT-5).
+
+        Loading Tier-0 models before the first video keeps session creation off
+        the first request. Triton handles open when first asked for.
+        """
+        return [
+            self.get_runtime(spec)
+            for spec in self._specs(components)
+            if spec.runtime == "inprocess"
+        ]
+
+    def health(self, components: Sequence[str] | None = None) -> list[HealthReport]:
+        """Open (if needed) and check the handle of every spec; never raises for a spec's failure."""
+        reports = []
+        for spec in self._specs(components):
+            started = time.perf_counter()
+            try:
+                health = self.get_runtime(spec).health()
+                report = HealthReport(spec, health.ok, health.detail, None)
+            except ModelManagerError as exc:
+                report = HealthReport(spec, False, exc.message, exc.code)
+            reports.append(replace(report, ms=round((time.perf_counter() - started) * 1000, 3)))
+        return reports
+
+    def close(self) -> None:
+        """Close every handle the manager opened."""
+        handles, self._runtimes = list(self._runtimes.values()), {}
+        for handle in handles:
+            handle.close()
+
+    def __enter__(self) -> ModelManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _specs(self, components: Sequence[str] | None) -> list[ResolvedModelSpec]:
+        for component in components or ():
+            self._roles(component)  # unknown → model_mapping_missing
+        return [
+            s
+            for s in self.mapping.iter_specs()
+            if components is None or s.component_name in components
+        ]
 
     def models_used_for(self, component: str) -> list[ModelUsed]:
         """Canonical ``models_used[]`` of ``component`` (R-SIG-1); empty if it calls no model."""
@@ -307,7 +409,9 @@ def _enrich(exc: ModelManagerError, spec: ResolvedModelSpec) -> None:
         "field": _artifact_field(spec),
         **exc.fields,
     }
-    exc.message = f"{spec.component_name}/{spec.role}: {exc.message}"
-    if isinstance(exc, ModelArtifactMissing):
+    prefix = f"{spec.component_name}/{spec.role}: "
+    if not exc.message.startswith(prefix):
+        exc.message = prefix + exc.message
+    if isinstance(exc, ModelArtifactMissing) and "nothing is downloaded" not in exc.message:
         exc.message += " (weights are prepared beforehand; nothing is downloaded)"
     exc.args = (exc.message,)

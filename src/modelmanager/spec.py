@@ -225,6 +225,8 @@ class ResolvedModelSpec(_Frozen):
     ``device`` is the actual device chosen for this run (R-MAP-4); where the
     mapping gives none, ``device_policy`` decides it when that names one device
     (``cpu``, ``cuda:N``). A ``cuda`` policy needs the scheduler to set it.
+    ``inputs``/``outputs`` (optional, in-process entries) are checked against
+    the model when its runtime opens; Triton entries give them in ``triton``.
     """
 
     component_name: Name
@@ -239,6 +241,8 @@ class ResolvedModelSpec(_Frozen):
     device: Text
     artifacts: Artifacts = Artifacts()
     triton: TritonTarget | None = None
+    inputs: tuple[TensorSpec, ...] | None = None
+    outputs: tuple[TensorSpec, ...] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -284,9 +288,14 @@ class ResolvedModelSpec(_Frozen):
             raise _field_error("device", f"{device!r} does not fit device_policy {policy!r}")
         if policy.startswith("cuda:") and device != policy:
             raise _field_error("device", f"{device!r} does not fit the pinned device {policy!r}")
+        if self.engine == "tensorrt" and not device.startswith("cuda"):
+            raise _field_error("engine", f"tensorrt runs on a cuda device, not {device!r}")
         if self.runtime == "triton":
             if self.triton is None:
                 raise _field_error("triton", "a triton entry needs a triton block (endpoint, I/O)")
+            for io in ("inputs", "outputs"):
+                if getattr(self, io) is not None:
+                    raise _field_error(io, f"a triton entry declares its {io} in the triton block")
         else:
             if self.triton is not None:
                 raise _field_error("triton", "only runtime 'triton' takes a triton block")

@@ -1,0 +1,201 @@
+"""In-process ONNX through onnxruntime (R-RT-3).
+
+Providers follow the spec, never the machine: ``cpu`` → CPU; ``cuda[:N]`` →
+CUDA on device N; engine ``tensorrt`` → TensorRT (then CUDA for the nodes
+TensorRT does not take). A provider that is not installed, or that the
+session did not take, is ``device_unavailable``: onnxruntime itself would
+only warn and run on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from modelmanager.errors import (
+    DeviceUnavailable,
+    ModelInferFailed,
+    ModelLoadFailed,
+    OnnxRuntimeMissing,
+)
+from modelmanager.spec import ResolvedModelSpec, TensorSpec
+
+from .base import Health, RuntimeMetadata, Tensors, check_io
+
+__all__ = ["OnnxRuntime", "providers_for"]
+
+logger = logging.getLogger(__name__)
+
+# onnxruntime's element types → Triton datatype names, the one vocabulary of specs.
+_DTYPES = {
+    "tensor(float)": "FP32",
+    "tensor(float16)": "FP16",
+    "tensor(double)": "FP64",
+    "tensor(bfloat16)": "BF16",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(bool)": "BOOL",
+    "tensor(string)": "BYTES",
+}
+
+
+def providers_for(spec: ResolvedModelSpec) -> list[tuple[str, dict[str, Any]]]:
+    """The execution providers the spec asks for, first one primary."""
+    if not spec.device.startswith("cuda"):
+        return [("CPUExecutionProvider", {})]
+    device_id = int(spec.device.partition(":")[2] or 0)
+    cuda = ("CUDAExecutionProvider", {"device_id": device_id})
+    if spec.engine == "tensorrt":
+        trt_options = {"device_id": device_id, "trt_fp16_enable": spec.precision == "fp16"}
+        return [("TensorrtExecutionProvider", trt_options), cuda]
+    return [cuda]
+
+
+class OnnxRuntime:
+    """An onnxruntime session for one spec.
+
+    Args:
+        spec: a resolved in-process spec with engine onnx or tensorrt.
+        model_path: the verified local ONNX file.
+        intra_op_threads: onnxruntime's intra-op thread count (0 = its default).
+    """
+
+    def __init__(
+        self, spec: ResolvedModelSpec, model_path: Path | None, *, intra_op_threads: int = 0
+    ) -> None:
+        if model_path is None:
+            raise ModelLoadFailed(
+                f"{spec.component_name}/{spec.role}: an ONNX runtime needs a local file",
+                component=spec.component_name,
+                role=spec.role,
+            )
+        self.spec = spec
+        self.model_path = model_path
+        self.intra_op_threads = intra_op_threads
+        self._session: Any = None
+        self._output_names: list[str] = []
+        self._metadata: RuntimeMetadata | None = None
+
+    def open(self) -> None:
+        if self._session is not None:
+            return
+        spec = self.spec
+        ort = _import_onnxruntime()
+        providers = providers_for(spec)
+        wanted = providers[0][0]
+        available = ort.get_available_providers()
+        if wanted not in available:
+            raise DeviceUnavailable(
+                f"{spec.component_name}/{spec.role}: device {spec.device!r} with engine "
+                f"{spec.engine!r} needs {wanted}, which this onnxruntime does not have "
+                f"(available: {', '.join(available)})",
+                component=spec.component_name,
+                role=spec.role,
+                device=spec.device,
+                provider=wanted,
+            )
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = self.intra_op_threads
+        started = time.perf_counter()
+        try:
+            session = ort.InferenceSession(
+                str(self.model_path), sess_options=options, providers=providers
+            )
+        except Exception as exc:  # onnxruntime raises its own pybind classes
+            raise ModelLoadFailed(
+                f"{spec.component_name}/{spec.role}: onnxruntime cannot load "
+                f"{self.model_path}: {exc}",
+                component=spec.component_name,
+                role=spec.role,
+                path=str(self.model_path),
+            ) from exc
+        if session.get_providers()[0] != wanted:
+            raise DeviceUnavailable(
+                f"{spec.component_name}/{spec.role}: onnxruntime did not take {wanted} "
+                f"(session providers: {session.get_providers()})",
+                component=spec.component_name,
+                role=spec.role,
+                device=spec.device,
+                provider=wanted,
+            )
+        inputs = tuple(_tensor(t) for t in session.get_inputs())
+        outputs = tuple(_tensor(t) for t in session.get_outputs())
+        check_io(spec, "", spec.inputs, inputs, "inputs")
+        check_io(spec, "", spec.outputs, outputs, "outputs")
+        self._output_names = [t.name for t in outputs]
+        self._metadata = RuntimeMetadata(
+            runtime="inprocess",
+            engine=spec.engine,
+            device=spec.device,
+            inputs=inputs,
+            outputs=outputs,
+            details={
+                "provider": wanted,
+                "onnxruntime": ort.__version__,
+                "load_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+        self._session = session
+        logger.debug("opened %s on %s", self.model_path, wanted)
+
+    def infer(self, inputs: Tensors) -> dict[str, Any]:
+        try:
+            outputs = self._session.run(self._output_names, inputs)
+        except AttributeError:
+            if self._session is None:
+                raise ModelInferFailed(
+                    f"{self.spec.component_name}/{self.spec.role}: the runtime is not open",
+                    component=self.spec.component_name,
+                    role=self.spec.role,
+                ) from None
+            raise
+        except Exception as exc:  # ValueError (missing input) or onnxruntime's own classes
+            raise ModelInferFailed(
+                f"{self.spec.component_name}/{self.spec.role}: {exc}",
+                component=self.spec.component_name,
+                role=self.spec.role,
+            ) from exc
+        return dict(zip(self._output_names, outputs, strict=True))
+
+    __call__ = infer
+
+    def metadata(self) -> RuntimeMetadata:
+        self.open()
+        assert self._metadata is not None
+        return self._metadata
+
+    def health(self) -> Health:
+        if self._session is None:
+            return Health(False, "not open")
+        return Health(
+            True, f"session on {self._metadata.details['provider'] if self._metadata else '?'}"
+        )
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise OnnxRuntimeMissing(
+            "onnxruntime is not installed: pip install 'modelmanager[onnx]'"
+        ) from exc
+    return onnxruntime
+
+
+def _tensor(node: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in node.shape)
+    return TensorSpec.model_construct(
+        name=node.name, dtype=_DTYPES.get(node.type, node.type), shape=shape
+    )
