@@ -194,3 +194,26 @@ def test_console_script_is_installed_and_exits_2_on_usage_error() -> None:
     assert "resolve" in ok.stdout
     bad = subprocess.run([exe, "resolve"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
+
+
+def test_health_of_the_example_profile(example: tuple[Path, Path]) -> None:
+    profile, root = example
+    ok = run("health", profile, "--models-root", root, "--component", "text_ocr", "--json")
+    assert ok.exit_code == 0, ok.output
+    doc = json.loads(ok.output)
+    assert doc["healthy"] is True
+    assert [(m["role"], m["ok"]) for m in doc["models"]] == [("detector", True), ("recognizer", True)]
+    # No Triton server listens on the example's port: that model is unhealthy, at once.
+    failed = run("health", profile, "--models-root", root, "--component", "scene_score", "--json")
+    assert failed.exit_code == 1
+    (model,) = json.loads(failed.output)["models"]
+    assert (model["ok"], model["error_code"]) == (False, "triton_unavailable")
+    assert model["ms"] < 1000
+
+
+def test_health_table(example: tuple[Path, Path]) -> None:
+    profile, root = example
+    (root / "frame-encoder/1.0.0/model.onnx").write_bytes(b"tampered")
+    result = run("health", profile, "--models-root", root, "-c", "frame_features")
+    assert result.exit_code == 1
+    assert "FAIL weights_digest_mismatch" in result.output

@@ -32,7 +32,7 @@ from .digest import DigestCache, Digester
 from .errors import ModelManagerError, ProfileLoadFailed, hint_for
 from .manager import ModelManager
 from .signature import diff_documents
-from .sources import load_document, resolve_mapping
+from .sources import MappingSource, load_document, resolve_mapping
 
 __all__ = ["app", "main"]
 
@@ -118,17 +118,8 @@ def resolve(
 ) -> None:
     """Validate a mapping, verify local weights, print models_used and signatures."""
     with _reported(as_json):
-        document = load_document(source)
-        is_payload = "model_mapping" in document
-        mapping, origin = resolve_mapping(
-            payload=document if is_payload else None,
-            profile_path=None if is_payload else source,
-        )
-        mm = ModelManager(
-            document.get("run_context") if is_payload else None,
-            mapping,
-            models_root=models_root,
-        )
+        mm, origin = _manager_from(source, models_root)
+        mapping = mm.mapping
         names = [component] if component is not None else sorted(mapping.components)
         wanted = [s for s in mapping.iter_specs() if s.component_name in names]
         with _byte_progress(_local_size(mm, wanted), "verifying weights") as progress:
@@ -159,6 +150,53 @@ def resolve(
         _stdout.print_json(data=result)
         return
     _print_resolved(result)
+
+
+def _manager_from(source: Path, models_root: Path | None) -> tuple[ModelManager, MappingSource]:
+    """A manager over a profile file or a run payload (its run_context included)."""
+    document = load_document(source)
+    is_payload = "model_mapping" in document
+    mapping, origin = resolve_mapping(
+        payload=document if is_payload else None,
+        profile_path=None if is_payload else source,
+    )
+    run_context = document.get("run_context") if is_payload else None
+    return ModelManager(run_context, mapping, models_root=models_root), origin
+
+
+@app.command()
+def health(
+    source: Annotated[Path, typer.Argument(help="Profile YAML, or run payload JSON.")],
+    component: Annotated[
+        str | None, typer.Option("--component", "-c", help="Only this component.")
+    ] = None,
+    models_root: Annotated[
+        Path | None,
+        typer.Option(help="Root of local weights [env: MODELMANAGER_MODELS_ROOT]."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open every model of a mapping and check it serves: local sessions load, Triton
+    versions are READY with matching I/O (R-RT-5). Exit 1 if any is not healthy."""
+    with _reported(as_json):
+        mm, _ = _manager_from(source, models_root)
+        with mm:
+            reports = mm.health([component] if component is not None else None)
+    healthy = all(r.ok for r in reports)
+    if as_json:
+        _stdout.print_json(data={"healthy": healthy, "models": [r.to_json_dict() for r in reports]})
+    else:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("component", "role", "runtime", "status", "ms", "detail"):
+            table.add_column(column, no_wrap=column != "detail")
+        for r in reports:
+            status = "ok" if r.ok else f"FAIL {r.error_code or ''}".strip()
+            table.add_row(
+                r.spec.component_name, r.spec.role, r.spec.runtime, status, f"{r.ms:.1f}", r.detail
+            )
+        _stdout.print(table)
+    if not healthy:
+        raise typer.Exit(1)
 
 
 def _local_size(mm: ModelManager, specs: list[Any]) -> int:
