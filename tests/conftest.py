@@ -12,6 +12,8 @@ import pytest
 
 from modelmanager.digest import hash_file
 
+from .triton_fixtures import TritonFixture, start_fixture
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
@@ -131,3 +133,19 @@ def ocr_mapping(models_root: Path) -> dict[str, Any]:
             "scene_stats": {},
         },
     }
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonFixture]:
+    """A real Triton server serving two versions of a small MLP, for the whole session."""
+    fixture = start_fixture(tmp_path_factory.mktemp("triton"))
+    try:
+        yield fixture
+    finally:
+        fixture.server.stop()
+
+
+@pytest.fixture
+def triton_mapping(triton_server: TritonFixture) -> dict[str, Any]:
+    """A copy of the served mapping (with the server's URLs) that a test may change."""
+    return copy.deepcopy(triton_server.mapping)

@@ -202,7 +202,10 @@ def test_health_of_the_example_profile(example: tuple[Path, Path]) -> None:
     assert ok.exit_code == 0, ok.output
     doc = json.loads(ok.output)
     assert doc["healthy"] is True
-    assert [(m["role"], m["ok"]) for m in doc["models"]] == [("detector", True), ("recognizer", True)]
+    assert [(m["role"], m["ok"]) for m in doc["models"]] == [
+        ("detector", True),
+        ("recognizer", True),
+    ]
     # No Triton server listens on the example's port: that model is unhealthy, at once.
     failed = run("health", profile, "--models-root", root, "--component", "scene_score", "--json")
     assert failed.exit_code == 1

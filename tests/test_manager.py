@@ -236,10 +236,10 @@ def test_directory_model_error_names_its_component(tmp_path: Path) -> None:
 
 
 def test_realpath_agrees_with_the_portable_one(tmp_path: Path) -> None:
-    from modelmanager.manager import _realpath
+    from modelmanager.locate import real_path
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "f").write_bytes(b"x")
     (tmp_path / "link").symlink_to(tmp_path / "a")
     for path in [tmp_path / "link" / "b" / "f", tmp_path / "link", tmp_path / "missing" / "f"]:
-        assert _realpath(path) == os.path.realpath(path)
+        assert real_path(path) == os.path.realpath(path)

@@ -317,6 +317,15 @@ def explain(
         _stdout.print(f"  {d}", markup=False)
 
 
+def _register_subcommands() -> None:
+    from .cli_triton import triton_app  # imports this module's helpers: register last
+
+    app.add_typer(triton_app, name="triton")
+
+
+_register_subcommands()
+
+
 def main() -> None:
     """Console entry point."""
     app()

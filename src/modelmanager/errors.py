@@ -260,5 +260,6 @@ _HINTS: dict[str, str] = {
 
 
 def hint_for(error: ModelManagerError) -> str | None:
-    """What a user can do about ``error``, or None where there is nothing to add."""
-    return _HINTS.get(error.code)
+    """What a user can do about ``error``: its own ``hint`` field, else its code's; or None."""
+    hint = error.fields.get("hint")
+    return str(hint) if hint else _HINTS.get(error.code)

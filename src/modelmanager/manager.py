@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,11 @@ from .config import Settings
 from .digest import Digest, DigestCache, Digester, Progress
 from .errors import (
     ConfigurationInvalid,
-    InvalidModelSpec,
     InvalidRunContext,
-    ModelArtifactMissing,
     ModelManagerError,
     ModelMappingMissing,
 )
+from .locate import about, annotate, artifact_field, inside_root, real_path
 from .runtimes import Runtime, RuntimeFactory, default_runtime
 from .signature import CacheKey, cache_key, model_signature, models_used
 from .spec import ModelUsed, ResolvedMapping, ResolvedModelSpec, RunContext, parse_mapping
@@ -193,7 +191,7 @@ class ModelManager:
         spec = self.resolve(*key)
         local = None if spec.local_artifact is None else self.artifact_path(spec)
         handle = self._runtime_factory(spec, local)
-        with _about(spec):
+        with about(spec):
             handle.open()
         self._runtimes[key] = handle
         return handle
@@ -318,30 +316,26 @@ class ModelManager:
         """The artifact's path, refused if its real location leaves models_root."""
         path = self.artifact_path(spec)
         if self._real_root is None:
-            self._real_root = _realpath(self._root())
-        real = _realpath(path)
-        if real != self._real_root and not real.startswith(self._real_root.rstrip(os.sep) + os.sep):
-            raise InvalidModelSpec(
-                f"{spec.local_artifact} resolves to {real}, outside models_root {self._real_root}",
-                path=str(path),
-                field=_artifact_field(spec),
-            )
-        return path
+            self._real_root = real_path(self._root())
+        assert spec.local_artifact is not None
+        return inside_root(
+            path, self._real_root, relpath=spec.local_artifact, field=artifact_field(spec)
+        )
 
     def _verify(self, specs: Sequence[ResolvedModelSpec], progress: Progress | None = None) -> None:
         if not specs:
             return
         paths = []
         for spec in specs:
-            with _about(spec):
+            with about(spec):
                 paths.append(self._locate(spec))
         try:
             digests = self.digester.digest_many(paths, progress=progress)
         except ModelManagerError as exc:
-            _enrich(exc, _owner(exc, specs, paths))
+            annotate(exc, _owner(exc, specs, paths))
             raise
         for spec, digest in zip(specs, digests, strict=True):
-            with _about(spec):
+            with about(spec):
                 digest.check(spec.weights_digest)
             self._verified[(spec.component_name, spec.role)] = digest
 
@@ -358,28 +352,6 @@ def _run_context(value: RunContext | Mapping[str, Any] | None) -> RunContext | N
         raise InvalidRunContext(f"run context: field {field!r} {reason}", field=field) from None
 
 
-def _realpath(path: str | os.PathLike[str]) -> str:
-    """``os.path.realpath``, in 3 syscalls on Linux instead of one lstat per path component.
-
-    The kernel resolves the path when opening it with O_PATH; /proc names the result.
-    Anywhere that fails (no /proc, a missing file), the portable function answers.
-    """
-    try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except (AttributeError, OSError):
-        return os.path.realpath(path)
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return os.path.realpath(path)
-    finally:
-        os.close(fd)
-
-
-def _artifact_field(spec: ResolvedModelSpec) -> str:
-    return "artifacts.weights_path" if spec.engine == "torch" else "artifacts.onnx_path"
-
-
 def _owner(
     exc: ModelManagerError, specs: Sequence[ResolvedModelSpec], paths: Sequence[Path]
 ) -> ResolvedModelSpec:
@@ -390,28 +362,3 @@ def _owner(
         if path == root or path.startswith(root + os.sep):
             return spec
     return specs[0]
-
-
-@contextmanager
-def _about(spec: ResolvedModelSpec) -> Iterator[None]:
-    """Name the spec's component, role and field in any error raised inside."""
-    try:
-        yield
-    except ModelManagerError as exc:
-        _enrich(exc, spec)
-        raise
-
-
-def _enrich(exc: ModelManagerError, spec: ResolvedModelSpec) -> None:
-    exc.fields = {
-        "component": spec.component_name,
-        "role": spec.role,
-        "field": _artifact_field(spec),
-        **exc.fields,
-    }
-    prefix = f"{spec.component_name}/{spec.role}: "
-    if not exc.message.startswith(prefix):
-        exc.message = prefix + exc.message
-    if isinstance(exc, ModelArtifactMissing) and "nothing is downloaded" not in exc.message:
-        exc.message += " (weights are prepared beforehand; nothing is downloaded)"
-    exc.args = (exc.message,)

@@ -179,11 +179,16 @@ class TritonRuntime:
         client, module = self._client, self._module
         if client is None:
             raise TritonInferFailed(f"{self._where}: the runtime is not open", **self._fields())
-        request = []
-        for name, array in inputs.items():
-            tensor = module.InferInput(name, array.shape, self._input_types.get(name, "FP32"))
-            tensor.set_data_from_numpy(array)
-            request.append(tensor)
+        try:
+            request = []
+            for name, array in inputs.items():
+                tensor = module.InferInput(name, array.shape, self._input_types.get(name, "FP32"))
+                tensor.set_data_from_numpy(array)  # refuses a dtype other than the declared one
+                request.append(tensor)
+        except Exception as exc:
+            raise TritonInferFailed(
+                f"{self._where}: cannot send the inputs: {_message(exc)}", **self._fields()
+            ) from exc
         for delay in (*RETRY_DELAYS_S, None):
             try:
                 result = client.infer(
