@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -165,3 +166,79 @@ def test_stopped_server_is_unavailable_at_once_without_retry(
     assert "retrying" not in caplog.text  # not transient: no retry
     with pytest.raises(TritonUnavailable):
         _handle(mapping)  # and opening fails the same way
+
+
+SLOW_CONFIG = """name: "slow"
+backend: "python"
+max_batch_size: 1
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 8 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 8 ] } ]
+instance_group [ { kind: KIND_CPU count: 1 } ]
+dynamic_batching { default_queue_policy { max_queue_size: 1 } }
+"""
+
+SLOW_MODEL = """import sys
+sys.path[:0] = {site_packages!r}
+import time
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(2.5)
+        return [
+            pb_utils.InferenceResponse(
+                [pb_utils.Tensor("y", pb_utils.get_input_tensor_by_name(r, "x").as_numpy())]
+            )
+            for r in requests
+        ]
+"""
+
+
+def test_full_queue_is_the_one_transient_error_and_is_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server whose queue is full answers "Exceeds maximum queue size": retried, then raised."""
+    import sysconfig
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = tmp_path / "repo"
+    (repo / "slow" / "1").mkdir(parents=True)
+    (repo / "slow" / "config.pbtxt").write_text(SLOW_CONFIG)
+    site = [sysconfig.get_paths()["purelib"]]
+    (repo / "slow" / "1" / "model.py").write_text(SLOW_MODEL.format(site_packages=site))
+    caplog.set_level(logging.INFO, logger=triton_runtime.__name__)
+    with TritonServer(repo, work_dir=tmp_path / "server", startup_timeout_s=120) as server:
+        entry = {
+            "model_name": "slow",
+            "model_version": "1",
+            "weights_digest": "sha256:" + "5" * 64,
+            "runtime": "triton",
+            "engine": "onnx",
+            "precision": "fp32",
+            "device_policy": "cpu",
+            "triton": {
+                "grpc_url": server.grpc_url,
+                "model_name": "slow",
+                "model_version": 1,
+                "inputs": [{"name": "x", "dtype": "FP32", "shape": [-1, 8]}],
+                "outputs": [{"name": "y", "dtype": "FP32", "shape": [-1, 8]}],
+            },
+        }
+        handles = [_handle({"components": {"scorer": {"v1": entry}}}) for _ in range(5)]
+
+        def call(handle: Any) -> Any:
+            try:
+                return handle({"x": _x(1)})
+            except TritonInferFailed as exc:
+                return exc
+
+        with ThreadPoolExecutor(len(handles)) as pool:
+            results = list(pool.map(call, handles))
+    refused = [r for r in results if isinstance(r, TritonInferFailed)]
+    served = [r for r in results if isinstance(r, dict)]
+    assert served, "the executing and the queued request are served"
+    assert refused, "the others find the queue full"
+    assert all(r.transient and "queue" in r.message for r in refused)
+    # Each refused call was retried twice before it was raised (a retry may also succeed,
+    # when the queue frees up in between: that call is then among the served ones).
+    assert caplog.text.count("retrying") >= 2 * len(refused)
