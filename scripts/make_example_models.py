@@ -81,10 +81,27 @@ def text_recognizer() -> onnx.ModelProto:
     return _model(graph)
 
 
+def scene_scorer() -> onnx.ModelProto:
+    """pixels [N,3,8,8] → score [N,1]: flatten, linear, sigmoid (served by Triton)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["pixels"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "w"], ["logit"]),
+            helper.make_node("Sigmoid", ["logit"], ["score"]),
+        ],
+        "scene_scorer",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1])],
+        initializer=[_weights(4, (192, 1), "w")],
+    )
+    return _model(graph)
+
+
 MODELS = {
     "frame-encoder/1.0.0/model.onnx": frame_encoder,
     "text-detector/2.1.0/model.onnx": text_detector,
     "text-recognizer/2.1.0/model.onnx": text_recognizer,
+    "scene-scorer/3/model.onnx": scene_scorer,
 }
 
 

@@ -196,8 +196,17 @@ def test_console_script_is_installed_and_exits_2_on_usage_error() -> None:
     assert bad.returncode == 2
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_health_of_the_example_profile(example: tuple[Path, Path]) -> None:
     profile, root = example
+    profile.write_text(profile.read_text().replace("127.0.0.1:8001", f"127.0.0.1:{_closed_port()}"))
     ok = run("health", profile, "--models-root", root, "--component", "text_ocr", "--json")
     assert ok.exit_code == 0, ok.output
     doc = json.loads(ok.output)
@@ -206,7 +215,7 @@ def test_health_of_the_example_profile(example: tuple[Path, Path]) -> None:
         ("detector", True),
         ("recognizer", True),
     ]
-    # No Triton server listens on the example's port: that model is unhealthy, at once.
+    # No Triton server listens on that port: the model is unhealthy, at once.
     failed = run("health", profile, "--models-root", root, "--component", "scene_score", "--json")
     assert failed.exit_code == 1
     (model,) = json.loads(failed.output)["models"]
