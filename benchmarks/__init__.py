@@ -20,4 +20,7 @@ Benchmarks (one module each):
   workers vs one; target ≥ 1.7× with two free cores.
 * ``resolve_10_components`` (:mod:`benchmarks.bench_resolve`): a fresh
   ModelManager resolving, signing and keying 10 components; target ≤ 1 ms.
+* ``runtime_overhead`` (:mod:`benchmarks.bench_runtime_overhead`): a call through
+  our in-process ONNX and Triton (gRPC, HTTP) handles vs the raw onnxruntime /
+  tritonclient call on the same 512→1024→512 MLP; target overhead ≤ max(3%, 5 µs).
 """

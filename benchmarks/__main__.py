@@ -16,13 +16,25 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import bench_first_hash, bench_parallel, bench_resolve, bench_reverify
+from . import (
+    bench_first_hash,
+    bench_parallel,
+    bench_resolve,
+    bench_reverify,
+    bench_runtime_overhead,
+)
 from .harness import FULL, QUICK, Config, OthersCpu, Result, Workspace
 
 RESULTS_PATH = Path(__file__).with_name("results.json")
 BENCHMARKS: dict[str, Callable[[Workspace], list[Result]]] = {
     module.NAME: module.run
-    for module in (bench_first_hash, bench_reverify, bench_parallel, bench_resolve)
+    for module in (
+        bench_first_hash,
+        bench_reverify,
+        bench_parallel,
+        bench_resolve,
+        bench_runtime_overhead,
+    )
 }
 
 

@@ -33,6 +33,10 @@ class Config:
     reverify_calls: int
     resolve_iterations: int
     parse_reps: int
+    runtime_calls: int
+    """In-process inference calls per side (runtime_overhead)."""
+    triton_calls: int
+    """Triton inference calls per side, per protocol and batch size (runtime_overhead)."""
 
 
 FULL = Config(
@@ -43,6 +47,8 @@ FULL = Config(
     reverify_calls=10_000,
     resolve_iterations=2_000,
     parse_reps=200,
+    runtime_calls=5_000,
+    triton_calls=1_000,
 )
 QUICK = Config(
     quick=True,
@@ -52,6 +58,8 @@ QUICK = Config(
     reverify_calls=1_000,
     resolve_iterations=200,
     parse_reps=20,
+    runtime_calls=2_000,
+    triton_calls=150,
 )
 
 
@@ -109,6 +117,40 @@ def interleaved(
         for name in names[k:] + names[:k]:
             samples[name].append(time_call_ns(contenders[name]))
     return samples
+
+
+def interleaved_blocks(
+    contenders: Mapping[str, Callable[[], object]],
+    calls: int,
+    *,
+    block: int,
+    skip: int,
+    warmup: int = 1,
+) -> dict[str, list[int]]:
+    """Like :func:`interleaved`, but alternating blocks of ``block`` calls; ns per call.
+
+    The first ``skip`` calls of each block are run but not kept: they pay for the
+    switch from the other contender (e.g. another onnxruntime session's thread pool
+    still spinning on the cores). Blocks repeat until ``calls`` calls of each
+    contender are kept; the starting contender rotates from block round to round.
+    """
+    if not 0 <= skip < block:
+        raise ValueError(f"skip {skip} must be in [0, block {block})")
+    names = list(contenders)
+    for _ in range(warmup):
+        for name in names:
+            contenders[name]()
+    samples: dict[str, list[int]] = {name: [] for name in names}
+    kept = block - skip
+    for rnd in range(-(-calls // kept)):
+        k = rnd % len(names)
+        for name in names[k:] + names[:k]:
+            fn, out = contenders[name], samples[name]
+            for j in range(block):
+                ns = time_call_ns(fn)
+                if j >= skip:
+                    out.append(ns)
+    return {name: out[:calls] for name, out in samples.items()}
 
 
 def median(samples: Sequence[int]) -> float:
