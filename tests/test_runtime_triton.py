@@ -7,6 +7,7 @@ on both sides; only float32 transport and batching could differ).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from modelmanager import (
     InvalidModelSpec,
     ModelManager,
+    TritonClientMissing,
     TritonInferFailed,
     TritonModelNotFound,
     TritonUnavailable,
@@ -242,3 +244,12 @@ def test_full_queue_is_the_one_transient_error_and_is_retried(
     # Each refused call was retried twice before it was raised (a retry may also succeed,
     # when the queue frees up in between: that call is then among the served ones).
     assert caplog.text.count("retrying") >= 2 * len(refused)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_missing_tritonclient(
+    triton_mapping: dict[str, Any], protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, f"tritonclient.{protocol}", None)  # import raises ImportError
+    with pytest.raises(TritonClientMissing, match=r"pip install 'modelmanager\[triton\]'"):
+        _handle(_only(triton_mapping, protocol))
