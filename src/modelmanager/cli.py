@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -27,9 +25,19 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ._cli_common import (
+    ComponentOption,
+    JsonOption,
+    ModelsRootOption,
+    SourceArgument,
+    reported,
+    stderr,
+    stdout,
+)
+from .cli_triton import triton_app
 from .config import Settings
 from .digest import DigestCache, Digester
-from .errors import ModelManagerError, ProfileLoadFailed, hint_for
+from .errors import ProfileLoadFailed
 from .manager import ModelManager
 from .signature import diff_documents
 from .sources import MappingSource, load_document, resolve_mapping
@@ -44,13 +52,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_stdout = Console(highlight=False)
-_stderr = Console(stderr=True, highlight=False)
-for _console in (_stdout, _stderr):
-    if not _console.is_terminal:  # piped output: no wrapping at 80 columns
-        _console.width = 200
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 # Hashing below this many bytes is too quick for a progress bar to help.
 _PROGRESS_MIN_BYTES = 64 << 20
 
@@ -67,25 +68,9 @@ def _main(
 
 
 @contextmanager
-def _reported(as_json: bool) -> Iterator[None]:
-    """Turn a ModelManagerError into its message (or JSON) and exit code."""
-    try:
-        yield
-    except ModelManagerError as exc:
-        if as_json:
-            _stdout.print_json(data=exc.to_dict())
-        else:
-            _stderr.print(f"[bold red]error[/] {escape(str(exc))}")
-            hint = hint_for(exc)
-            if hint:
-                _stderr.print(f"  hint: {hint}", markup=False)
-        raise typer.Exit(exc.exit_code) from None
-
-
-@contextmanager
 def _byte_progress(total_hint: int, label: str) -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar on stderr for long hashing, or None where it would only be noise."""
-    if total_hint < _PROGRESS_MIN_BYTES or not _stderr.is_terminal:
+    if total_hint < _PROGRESS_MIN_BYTES or not stderr.is_terminal:
         yield None
         return
     columns = (
@@ -95,7 +80,7 @@ def _byte_progress(total_hint: int, label: str) -> Iterator[Callable[[int, int],
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=_stderr, transient=True) as bar:
+    with Progress(*columns, console=stderr, transient=True) as bar:
         task = bar.add_task(label, total=total_hint)
 
         def advance(n: int, total: int) -> None:
@@ -106,18 +91,13 @@ def _byte_progress(total_hint: int, label: str) -> Iterator[Callable[[int, int],
 
 @app.command()
 def resolve(
-    source: Annotated[Path, typer.Argument(help="Profile YAML, or run payload JSON.")],
-    component: Annotated[
-        str | None, typer.Option("--component", "-c", help="Only this component.")
-    ] = None,
-    models_root: Annotated[
-        Path | None,
-        typer.Option(help="Root of local weights [env: MODELMANAGER_MODELS_ROOT]."),
-    ] = None,
+    source: SourceArgument,
+    component: ComponentOption = None,
+    models_root: ModelsRootOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Validate a mapping, verify local weights, print models_used and signatures."""
-    with _reported(as_json):
+    with reported(as_json):
         mm, origin = _manager_from(source, models_root)
         mapping = mm.mapping
         names = [component] if component is not None else sorted(mapping.components)
@@ -147,7 +127,7 @@ def resolve(
             },
         }
     if as_json:
-        _stdout.print_json(data=result)
+        stdout.print_json(data=result)
         return
     _print_resolved(result)
 
@@ -166,25 +146,20 @@ def _manager_from(source: Path, models_root: Path | None) -> tuple[ModelManager,
 
 @app.command()
 def health(
-    source: Annotated[Path, typer.Argument(help="Profile YAML, or run payload JSON.")],
-    component: Annotated[
-        str | None, typer.Option("--component", "-c", help="Only this component.")
-    ] = None,
-    models_root: Annotated[
-        Path | None,
-        typer.Option(help="Root of local weights [env: MODELMANAGER_MODELS_ROOT]."),
-    ] = None,
+    source: SourceArgument,
+    component: ComponentOption = None,
+    models_root: ModelsRootOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Open every model of a mapping and check it serves: local sessions load, Triton
     versions are READY with matching I/O (R-RT-5). Exit 1 if any is not healthy."""
-    with _reported(as_json):
+    with reported(as_json):
         mm, _ = _manager_from(source, models_root)
         with mm:
             reports = mm.health([component] if component is not None else None)
     healthy = all(r.ok for r in reports)
     if as_json:
-        _stdout.print_json(data={"healthy": healthy, "models": [r.to_json_dict() for r in reports]})
+        stdout.print_json(data={"healthy": healthy, "models": [r.to_json_dict() for r in reports]})
     else:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("component", "role", "runtime", "status", "ms", "detail"):
@@ -194,7 +169,7 @@ def health(
             table.add_row(
                 r.spec.component_name, r.spec.role, r.spec.runtime, status, f"{r.ms:.1f}", r.detail
             )
-        _stdout.print(table)
+        stdout.print(table)
     if not healthy:
         raise typer.Exit(1)
 
@@ -216,7 +191,7 @@ def _verified_text(digest: Any) -> str:
 
 
 def _print_resolved(result: dict[str, Any]) -> None:
-    _stdout.print(
+    stdout.print(
         f"source: {result['source']}   profile: {result['profile'] or '-'}   "
         f"models_root: {result['models_root'] or '-'}",
         markup=False,
@@ -247,11 +222,11 @@ def _print_resolved(result: dict[str, Any]) -> None:
             )
         if not comp["roles"]:
             table.add_row(name, "(calls no model)", *[""] * 6)
-    _stdout.print(table)
-    _stdout.print("\nmodel_signature", style="bold")
+    stdout.print(table)
+    stdout.print("\nmodel_signature", style="bold")
     width = max(map(len, result["components"]), default=0)
     for name, comp in result["components"].items():
-        _stdout.print(f"  {name:<{width}}  {comp['model_signature']}", markup=False)
+        stdout.print(f"  {name:<{width}}  {comp['model_signature']}", markup=False)
 
 
 @app.command()
@@ -263,7 +238,7 @@ def digest(
     as_json: JsonOption = False,
 ) -> None:
     """Print the weights_digest of files and directory models (R-DIG-1)."""
-    with _reported(as_json):
+    with reported(as_json):
         settings = Settings()
         cache = None if no_cache else DigestCache.in_dir(settings.cache_dir)
         digester = Digester(cache, workers=settings.digest_workers)
@@ -275,12 +250,12 @@ def digest(
             if cache is not None:
                 cache.close()
     if as_json:
-        _stdout.print_json(data=[r.to_json_dict() for r in results])
+        stdout.print_json(data=[r.to_json_dict() for r in results])
         return
     for r in results:
         note = "cached" if r.cached else "hashed"
         files = f", {r.files} files" if r.files != 1 else ""
-        _stdout.print(f"{r.digest}  {r.path}  ({r.size} bytes{files}, {note})", markup=False)
+        stdout.print(f"{r.digest}  {r.path}  ({r.size} bytes{files}, {note})", markup=False)
 
 
 @app.command()
@@ -294,7 +269,7 @@ def explain(
     Documents: a cache key as ModelManager writes it ({"cache_key", "material",
     "models_used"}), a bare key material, or `modelmanager resolve --json` output.
     """
-    with _reported(as_json):
+    with reported(as_json):
         docs = [load_document(p) for p in (a, b)]
         for path, doc in zip((a, b), docs, strict=True):
             if not ({"cache_key", "material", "kind", "models_used", "components"} & doc.keys()):
@@ -305,25 +280,19 @@ def explain(
                 )
         differences = diff_documents(docs[0], docs[1])
     if as_json:
-        _stdout.print_json(
+        stdout.print_json(
             data={"same": not differences, "differences": [d.to_json_dict() for d in differences]}
         )
         return
     if not differences:
-        _stdout.print("no differences: the two documents give the same key", markup=False)
+        stdout.print("no differences: the two documents give the same key", markup=False)
         return
-    _stdout.print(f"{len(differences)} field(s) differ:", markup=False)
+    stdout.print(f"{len(differences)} field(s) differ:", markup=False)
     for d in differences:
-        _stdout.print(f"  {d}", markup=False)
+        stdout.print(f"  {d}", markup=False)
 
 
-def _register_subcommands() -> None:
-    from .cli_triton import triton_app  # imports this module's helpers: register last
-
-    app.add_typer(triton_app, name="triton")
-
-
-_register_subcommands()
+app.add_typer(triton_app, name="triton")
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ from typing import Annotated, Any
 
 import typer
 
-from .config import Settings
+from ._cli_common import JsonOption, ModelsRootOption, reported, stderr, stdout
+from .config import Settings, require_models_root
 from .digest import DigestCache, Digester
-from .errors import ConfigurationInvalid
 from .sources import resolve_mapping
 from .triton_repo import build_repository
 from .triton_server import TritonServer
@@ -40,7 +40,6 @@ triton_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 PortOption = Annotated[int | None, typer.Option(min=1, max=65535, help="Default: a free port.")]
 # How often serve checks that the server it keeps is still alive.
 _WATCH_INTERVAL_S = 0.5
@@ -50,27 +49,17 @@ _WATCH_INTERVAL_S = 0.5
 def build_repo(
     profile: Annotated[Path, typer.Argument(help="Profile YAML (or JSON).")],
     out: Annotated[Path, typer.Argument(help="Repository directory to write.")],
-    models_root: Annotated[
-        Path | None,
-        typer.Option(help="Root of the ONNX files [env: MODELMANAGER_MODELS_ROOT]."),
-    ] = None,
+    models_root: ModelsRootOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace OUT if it exists and is not empty.")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write the Triton repository of the profile's runtime: triton entries (verified ONNX)."""
-    from .cli import _reported, _stdout  # cli registers this app: import it when run
-
-    with _reported(as_json):
+    with reported(as_json):
         mapping, origin = resolve_mapping(profile_path=profile)
         settings = Settings()
-        root = models_root if models_root is not None else settings.models_root
-        if root is None:
-            raise ConfigurationInvalid(
-                "models_root is not set: pass --models-root or set MODELMANAGER_MODELS_ROOT",
-                setting="models_root",
-            )
+        root = require_models_root(models_root or settings.models_root)
         with DigestCache.in_dir(settings.cache_dir) as cache:
             models = build_repository(
                 mapping,
@@ -87,12 +76,12 @@ def build_repo(
         ],
     }
     if as_json:
-        _stdout.print_json(data=result)
+        stdout.print_json(data=result)
         return
-    _stdout.print(f"wrote {result['repository']} (from {origin})", markup=False)
+    stdout.print(f"wrote {result['repository']} (from {origin})", markup=False)
     for model in models:
         versions = ", ".join(map(str, model.versions))
-        _stdout.print(f"  {model.name}  versions {versions}  {model.path}", markup=False)
+        stdout.print(f"  {model.name}  versions {versions}  {model.path}", markup=False)
 
 
 @triton_app.command()
@@ -110,14 +99,12 @@ def serve(
     as_json: JsonOption = False,
 ) -> None:
     """Serve REPO with the CPU tritonserver until SIGINT or SIGTERM."""
-    from .cli import _reported, _stderr, _stdout  # cli registers this app: import it when run
-
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    with _reported(as_json):
+    with reported(as_json):
         server = TritonServer(
             repository,
             host=host,
@@ -141,11 +128,11 @@ def serve(
                 "log_path": str(server.log_path),
             }
             if as_json:
-                _stdout.print_json(data=info)
+                stdout.print_json(data=info)
             else:
                 for key, value in info.items():
-                    _stdout.print(f"{key:<12} {value}", markup=False)
-                _stderr.print("serving; stop with Ctrl-C or SIGTERM", markup=False)
+                    stdout.print(f"{key:<12} {value}", markup=False)
+                stderr.print("serving; stop with Ctrl-C or SIGTERM", markup=False)
             sys.stdout.flush()  # a parent reading the pipe needs the URLs now
             while not stop.wait(_WATCH_INTERVAL_S):
                 server.check_running()
@@ -154,4 +141,4 @@ def serve(
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
     if not as_json:
-        _stderr.print("stopped", markup=False)
+        stderr.print("stopped", markup=False)

@@ -8,7 +8,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+from .errors import ConfigurationInvalid
+
+__all__ = ["Settings", "require_models_root"]
 
 
 def _default_cache_dir() -> Path:
@@ -32,3 +34,17 @@ class Settings(BaseSettings):
     models_root: Path | None = None
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     digest_workers: int | None = Field(default=None, ge=1)
+
+
+def require_models_root(root: Path | None) -> Path:
+    """``root``, or the error that says how to set it.
+
+    Raises:
+        ConfigurationInvalid: models_root is set neither by flag nor environment.
+    """
+    if root is None:
+        raise ConfigurationInvalid(
+            "models_root is not set: pass --models-root or set MODELMANAGER_MODELS_ROOT",
+            setting="models_root",
+        )
+    return root

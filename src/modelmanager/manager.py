@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .config import Settings
+from .config import Settings, require_models_root
 from .digest import Digest, DigestCache, Digester, Progress
 from .errors import (
     ConfigurationInvalid,
@@ -305,12 +305,7 @@ class ModelManager:
         return spec
 
     def _root(self) -> Path:
-        if self.models_root is None:
-            raise ConfigurationInvalid(
-                "models_root is not set: pass --models-root or set MODELMANAGER_MODELS_ROOT",
-                setting="models_root",
-            )
-        return self.models_root
+        return require_models_root(self.models_root)
 
     def _locate(self, spec: ResolvedModelSpec) -> Path:
         """The artifact's path, refused if its real location leaves models_root."""
