@@ -25,6 +25,10 @@ STABLE_CODES = {
     "torch_missing",
     "device_unavailable",
     "model_infer_failed",
+    "artifact_invalid",
+    "lease_wait_timeout",
+    "database_error",
+    "component_failed",
 }
 BAD_INPUT = {
     "invalid_model_spec",
@@ -51,8 +55,8 @@ def test_every_error_has_one_root_a_hint_and_an_exit_code() -> None:
         assert err.to_dict()["error_code"] == code
 
 
-def test_nothing_is_transient_by_default_but_an_instance_may_be() -> None:
-    assert not any(cls("x").transient for cls in ERROR_CLASSES.values())
+def test_only_waiting_for_a_lease_is_transient_by_default() -> None:
+    assert [c for c, cls in ERROR_CLASSES.items() if cls("x").transient] == ["lease_wait_timeout"]
     assert modelmanager.TritonInferFailed("503 from server", transient=True).transient
 
 

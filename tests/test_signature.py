@@ -33,8 +33,8 @@ USED_FIELDS = {
 }
 entries = st.fixed_dictionaries(USED_FIELDS)
 KEY_FIELDS = {
-    "platform_id": st.text(min_size=1, max_size=8).filter(str.strip),
-    "video_id": st.text(min_size=1, max_size=8).filter(str.strip),
+    "platform_id": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}", fullmatch=True),
+    "video_id": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}", fullmatch=True),
     "config_hash": st.text(min_size=1, max_size=8).filter(str.strip),
     "sampling_policy_version": st.from_regex(r"[0-9]{1,3}", fullmatch=True),
 }

@@ -13,6 +13,11 @@ from .errors import ConfigurationInvalid
 __all__ = ["Settings", "require_models_root"]
 
 
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "modelmanager"
+
+
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "modelmanager"
@@ -27,6 +32,14 @@ class Settings(BaseSettings):
         cache_dir: per-host caches such as the digest cache;
             ``MODELMANAGER_CACHE_DIR`` (default ``$XDG_CACHE_HOME/modelmanager``).
         digest_workers: threads hashing files in parallel (default: CPU count).
+        data_dir: the embedded defaults' home (``MODELMANAGER_DATA_DIR``, default
+            ``$XDG_DATA_HOME/modelmanager``): the SQLite run index and the artifacts.
+        database_url: the run index (``MODELMANAGER_DATABASE_URL``); default SQLite
+            in data_dir; PostgreSQL by URL (``postgresql+psycopg://…``).
+        artifact_root: where NPZ artifacts and manifests go
+            (``MODELMANAGER_ARTIFACT_ROOT``, default ``<data_dir>/artifacts``).
+        lease_ttl_s: how long a worker's claim on a cache key lasts without renewal.
+        lease_wait_s: how long a worker waits for another one computing the same key.
     """
 
     model_config = SettingsConfigDict(env_prefix="MODELMANAGER_", extra="ignore", frozen=True)
@@ -34,6 +47,21 @@ class Settings(BaseSettings):
     models_root: Path | None = None
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     digest_workers: int | None = Field(default=None, ge=1)
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    artifact_root: Path | None = None
+    lease_ttl_s: float = Field(default=60.0, gt=0)
+    lease_wait_s: float = Field(default=600.0, ge=0)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """``database_url``, or the SQLite file in ``data_dir``."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'modelmanager.sqlite3'}"
+
+    @property
+    def resolved_artifact_root(self) -> Path:
+        """``artifact_root``, or ``<data_dir>/artifacts``."""
+        return self.artifact_root or self.data_dir / "artifacts"
 
 
 def require_models_root(root: Path | None) -> Path:

@@ -24,7 +24,11 @@ actual digest, ...) travel in ``error.fields``.
     ├── InsufficientGpuMemory       insufficient_gpu_memory
     ├── TritonUnavailable           triton_unavailable
     ├── TritonModelNotFound         triton_model_not_found
-    └── TritonInferFailed           triton_infer_failed
+    ├── TritonInferFailed           triton_infer_failed
+    ├── ArtifactInvalid             artifact_invalid
+    ├── LeaseWaitTimeout            lease_wait_timeout        (transient)
+    ├── DatabaseError               database_error
+    └── ComponentFailed             component_failed
 
 ``ModelArtifactMissing`` is also a ``FileNotFoundError`` so that ``except
 OSError`` callers see it; nothing that a library might retry on (a connection
@@ -37,11 +41,15 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ERROR_CLASSES",
+    "ArtifactInvalid",
+    "ComponentFailed",
     "ConfigurationInvalid",
+    "DatabaseError",
     "DeviceUnavailable",
     "InsufficientGpuMemory",
     "InvalidModelSpec",
     "InvalidRunContext",
+    "LeaseWaitTimeout",
     "ModelArtifactMissing",
     "ModelInferFailed",
     "ModelLoadFailed",
@@ -214,6 +222,31 @@ class TritonInferFailed(ModelManagerError):
     code = "triton_infer_failed"
 
 
+class ArtifactInvalid(ModelManagerError):
+    """An artifact is missing, truncated, altered or of another schema: never served."""
+
+    code = "artifact_invalid"
+
+
+class LeaseWaitTimeout(ModelManagerError):
+    """Another worker holds the key's lease longer than this worker may wait."""
+
+    code = "lease_wait_timeout"
+    transient_default = True
+
+
+class DatabaseError(ModelManagerError):
+    """The run index database failed (connection, migration, constraint)."""
+
+    code = "database_error"
+
+
+class ComponentFailed(ModelManagerError):
+    """A component's own code raised something that is not a ModelManagerError."""
+
+    code = "component_failed"
+
+
 ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
     cls.code: cls
     for cls in (
@@ -234,6 +267,10 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         TritonUnavailable,
         TritonModelNotFound,
         TritonInferFailed,
+        ArtifactInvalid,
+        LeaseWaitTimeout,
+        DatabaseError,
+        ComponentFailed,
     )
 }
 
@@ -256,6 +293,10 @@ _HINTS: dict[str, str] = {
     "triton_unavailable": "Start the Triton server (modelmanager triton serve) and check its URL.",
     "triton_model_not_found": "Load the pinned model version into the Triton repository; no other version is used.",
     "triton_infer_failed": "See the server's message; check inputs against the spec.",
+    "artifact_invalid": "The artifact will be recomputed; if it keeps failing, check the disk under the artifact root.",
+    "lease_wait_timeout": "Another worker is computing the same key; retry later, or raise the wait (MODELMANAGER_LEASE_WAIT_S).",
+    "database_error": "Check MODELMANAGER_DATABASE_URL and that the database is reachable and migrated.",
+    "component_failed": "A bug or bad input in the component itself; see the cause below.",
 }
 
 

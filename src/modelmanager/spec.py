@@ -423,20 +423,21 @@ class ResolvedMapping(_Frozen):
 
 
 class RunContext(_Frozen):
-    """Who and what a run is for (R-SIG-3 inputs besides the component's own)."""
+    """Who and what a run is for (R-SIG-3 inputs besides the component's own).
 
-    platform_id: Text
-    video_id: Text
-    run_id: Text
+    ``platform_id``, ``video_id`` and ``run_id`` name directories of the
+    artifact store (D5), so they are names: letters, digits, ``_ . -``.
+    """
+
+    platform_id: Name
+    video_id: Name
+    run_id: Name
     config_hash: Text
     sampling_policy_version: PinnedVersion
     dataprocessor_version: PinnedVersion
     user_id: str | None = None
 
-    @field_validator(
-        "platform_id", "video_id", "run_id", "config_hash",
-        "sampling_policy_version", "dataprocessor_version",
-    )  # fmt: skip
+    @field_validator("config_hash", "sampling_policy_version", "dataprocessor_version")
     @classmethod
     def _check_text(cls, v: str) -> str:
         return _text(v)
