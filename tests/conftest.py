@@ -12,6 +12,7 @@ import pytest
 
 from modelmanager.digest import hash_file
 
+from .db_fixtures import store, store_url  # noqa: F401  (fixtures)
 from .triton_fixtures import TritonFixture, start_fixture
 
 REPO = Path(__file__).resolve().parent.parent

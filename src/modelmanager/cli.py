@@ -34,6 +34,7 @@ from ._cli_common import (
     stderr,
     stdout,
 )
+from .cli_db import profiles_app
 from .cli_triton import triton_app
 from .config import Settings
 from .digest import DigestCache, Digester
@@ -293,6 +294,7 @@ def explain(
 
 
 app.add_typer(triton_app, name="triton")
+app.add_typer(profiles_app, name="profiles")
 
 
 def main() -> None:

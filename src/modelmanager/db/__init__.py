@@ -1,0 +1,21 @@
+"""The run index (D4): SQLAlchemy 2 tables, Alembic migrations, and :class:`RunStore`.
+
+>>> from modelmanager.db import RunStore
+>>> with RunStore.open("sqlite:///index.sqlite3") as store:  # doctest: +SKIP
+...     store.lookup(cache_key)
+"""
+
+from __future__ import annotations
+
+from .records import CachedArtifact, ComponentRunRow, ComponentStatus, Lease, RunRow, RunStatus
+from .store import RunStore
+
+__all__ = [
+    "CachedArtifact",
+    "ComponentRunRow",
+    "ComponentStatus",
+    "Lease",
+    "RunRow",
+    "RunStatus",
+    "RunStore",
+]

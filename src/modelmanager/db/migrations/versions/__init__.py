@@ -1,0 +1,1 @@
+"""Alembic revisions of the run index, oldest first."""

@@ -1,0 +1,207 @@
+"""The run index's tables (SQLAlchemy 2 typed declarative), one Alembic revision each change.
+
+The database is an index over manifests and artifacts (the files are the truth,
+D5), plus the profiles (R-MAP-2), the observability rows (R-OBS-1) and the
+leases on cache keys being computed (D4)::
+
+    profiles                      runs                              leases
+    ─────────────────────         ─────────────────────────────     ──────────────────
+    name             PK           run_id                  PK        cache_key      PK
+    document         JSON text    platform_id ┐ ix_runs_video       owner
+    format_version                video_id    ┘                     acquired_at
+    updated_at                    config_hash                       expires_at (db clock)
+                                  sampling_policy_version
+                                  dataprocessor_version
+                                  user_id                 NULL
+                                  status  running|ok|failed
+                                  mapping_source
+                                  manifest_path           NULL
+                                  started_at, finished_at NULL
+                                        ▲
+                                        │ run_id (FK)
+    component_runs ─────────────────────┘
+    ──────────────────────────────────────────────────────────────────────────────
+    id PK autoincrement · run_id · platform_id · video_id · component
+    cache_key · model_signature · producer_version · schema_version
+    status ok|cached|failed|invalidated · cache_hit · error_code NULL
+    latency_ms NULL · device NULL · batch_size NULL · oom_retries (0)
+    artifact_path NULL (relative to the artifact root) · artifact_size NULL · artifact_sha256 NULL
+    started_at · finished_at
+      uq_component_runs_run_component  unique (run_id, component)
+      ix_component_runs_lookup         (cache_key, status, finished_at)  the cache lookup
+      ix_component_runs_video          (platform_id, video_id)   delete-by-video, history
+      ix_component_runs_signature      (model_signature)         observability per signature
+
+Every timestamp is timezone-aware UTC (:class:`UtcDateTime`): PostgreSQL keeps
+``timestamptz``; SQLite keeps fixed-width UTC text, so comparing two stored
+values (lease expiry, "newest") compares instants.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "COMPONENT_STATUSES",
+    "RUN_STATUSES",
+    "Base",
+    "ComponentRunTable",
+    "LeaseTable",
+    "ProfileTable",
+    "RunTable",
+    "UtcDateTime",
+]
+
+RUN_STATUSES = ("running", "ok", "failed")
+# "invalidated": the artifact turned out invalid; the lookup never returns the row again.
+COMPONENT_STATUSES = ("ok", "cached", "failed", "invalidated")
+
+# Named constraints, so that later migrations (batch mode on SQLite) can address them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend; naive datetimes are refused.
+
+    SQLite's DATETIME drops the offset and returns naive values; this type
+    converts to UTC before storing and marks what it reads as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the run index stores aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the run index."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ProfileTable(Base):
+    """A profile: the production source of a run's mapping (R-MAP-2)."""
+
+    __tablename__ = "profiles"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    format_version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RunTable(Base):
+    """One run of the DataProcessor over one video."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
+        Index("ix_runs_video", "platform_id", "video_id"),
+    )
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    platform_id: Mapped[str] = mapped_column(String(255))
+    video_id: Mapped[str] = mapped_column(String(255))
+    config_hash: Mapped[str] = mapped_column(String(255))
+    sampling_policy_version: Mapped[str] = mapped_column(String(255))
+    dataprocessor_version: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    mapping_source: Mapped[str] = mapped_column(Text)
+    manifest_path: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ComponentRunTable(Base):
+    """One component of one run: its cache key, artifact and metrics (R-SIG-4, R-OBS-1)."""
+
+    __tablename__ = "component_runs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", COMPONENT_STATUSES), name="status"),
+        CheckConstraint("oom_retries >= 0", name="oom_retries"),
+        UniqueConstraint("run_id", "component", name="uq_component_runs_run_component"),
+        Index("ix_component_runs_lookup", "cache_key", "status", "finished_at"),
+        Index("ix_component_runs_video", "platform_id", "video_id"),
+        Index("ix_component_runs_signature", "model_signature"),
+    )
+
+    # BIGINT on PostgreSQL; INTEGER on SQLite, where only that aliases the rowid.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[str] = mapped_column(String(255), ForeignKey("runs.run_id"))
+    platform_id: Mapped[str] = mapped_column(String(255))
+    video_id: Mapped[str] = mapped_column(String(255))
+    component: Mapped[str] = mapped_column(String(255))
+    cache_key: Mapped[str] = mapped_column(String(255))
+    model_signature: Mapped[str] = mapped_column(String(255))
+    producer_version: Mapped[str] = mapped_column(String(255))
+    schema_version: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    cache_hit: Mapped[bool] = mapped_column(Boolean)
+    error_code: Mapped[str | None] = mapped_column(String(255))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    device: Mapped[str | None] = mapped_column(String(255))
+    batch_size: Mapped[int | None] = mapped_column(Integer)
+    oom_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    artifact_path: Mapped[str | None] = mapped_column(Text)
+    artifact_size: Mapped[int | None] = mapped_column(BigInteger)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class LeaseTable(Base):
+    """A worker's claim on a cache key being computed (D4); expiry by the database's clock."""
+
+    __tablename__ = "leases"
+
+    cache_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

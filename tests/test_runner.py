@@ -1,0 +1,225 @@
+"""R-SIG-3/4, R-ART-1/2, R-FAIL-4, D4, D5: runs, the cache, leases, crashes — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelmanager.artifacts import read_artifact
+from modelmanager.db import RunStore
+from modelmanager.manifest import read_manifest
+from modelmanager.runtimes import default_runtime
+from modelmanager.signature import model_signature, models_used
+from modelmanager.spec import ResolvedModelSpec
+
+from .runner_components import (
+    Broken,
+    FrameFeatures,
+    SceneStats,
+    child_run,
+    frames,
+    make_runner,
+    mapping,
+)
+
+
+class Opens:
+    """A runtime factory that records every model the manager opens (then opens it for real)."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+
+    def __call__(self, spec: ResolvedModelSpec, path: Path | None) -> Any:
+        self.opened.append(f"{spec.component_name}/{spec.role}")
+        return default_runtime(spec, path)
+
+
+def test_second_run_of_the_same_key_opens_no_model(store: RunStore, tmp_path: Path) -> None:
+    first_opens, second_opens = Opens(), Opens()
+    inputs = {"frames": frames()}
+    first = make_runner(store, tmp_path, "run-1", runtime_factory=first_opens).run(
+        [FrameFeatures(), SceneStats()], inputs
+    )
+    second = make_runner(store, tmp_path, "run-2", runtime_factory=second_opens).run(
+        [FrameFeatures(), SceneStats()], inputs
+    )
+    assert first_opens.opened == ["frame_features/encoder"]
+    assert second_opens.opened == []  # the model was never touched
+    assert [(c.status, c.cache_hit) for c in first.manifest.components] == [
+        ("ok", False),
+        ("ok", False),
+    ]
+    assert [(c.status, c.cache_hit) for c in second.manifest.components] == [
+        ("cached", True),
+        ("cached", True),
+    ]
+    a, b = first.manifest.components[0], second.manifest.components[0]
+    assert (a.cache_key, a.artifact) == (b.cache_key, b.artifact)
+    assert [r.status for r in store.component_runs("run-2")] == ["cached", "cached"]
+
+
+def test_artifact_holds_the_result_and_its_meta(store: RunStore, tmp_path: Path) -> None:
+    result = make_runner(store, tmp_path, "run-1").run([FrameFeatures()], {"frames": frames()})
+    entry = result.manifest.components[0]
+    arrays, meta = read_artifact(tmp_path, entry.artifact, schema_version="1")  # type: ignore[arg-type]
+    assert arrays["features"].shape == (4, 16)
+    assert meta.model_signature == entry.model_signature
+    assert [u.role for u in meta.models_used] == ["encoder"]
+    assert (meta.batch_size, meta.seed, meta.engine, meta.precision, meta.device) == (
+        4,
+        0,
+        "onnx",
+        "fp32",
+        "cpu",
+    )
+    assert meta.cache_key == entry.cache_key
+    assert "onnxruntime" in meta.library_versions
+    assert entry.artifact.relpath == "youtube/vid-001/frame_features/run-1/frame_features.npz"  # type: ignore[union-attr]
+
+
+def test_changing_a_key_field_recomputes_only_that_component(
+    store: RunStore, tmp_path: Path
+) -> None:
+    inputs = {"frames": frames()}
+    make_runner(store, tmp_path, "run-1").run([FrameFeatures(), SceneStats()], inputs)
+    changed = mapping()
+    changed["components"]["frame_features"]["encoder"]["precision"] = "fp16"
+    opens = Opens()
+    result = make_runner(store, tmp_path, "run-2", mapping=changed, runtime_factory=opens).run(
+        [FrameFeatures(), SceneStats()], inputs
+    )
+    assert [c.status for c in result.manifest.components] == ["ok", "cached"]
+    assert opens.opened == ["frame_features/encoder"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip", "delete"])
+def test_damaged_artifact_is_detected_and_recomputed(
+    store: RunStore, tmp_path: Path, damage: str
+) -> None:
+    inputs = {"frames": frames()}
+    first = make_runner(store, tmp_path, "run-1").run([FrameFeatures()], inputs)
+    path = tmp_path / first.manifest.components[0].artifact.relpath  # type: ignore[union-attr]
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "bitflip":
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+    else:
+        path.unlink()
+    opens = Opens()
+    second = make_runner(store, tmp_path, "run-2", runtime_factory=opens).run(
+        [FrameFeatures()], inputs
+    )
+    entry = second.manifest.components[0]
+    assert (entry.status, entry.cache_hit) == ("ok", False)
+    assert opens.opened == ["frame_features/encoder"]
+    assert any("is invalid" in w for w in entry.warnings)
+    arrays, _ = read_artifact(tmp_path, entry.artifact, schema_version="1")  # type: ignore[arg-type]
+    assert arrays["features"].shape == (4, 16)
+    third = make_runner(store, tmp_path, "run-3").run([FrameFeatures()], inputs)
+    assert third.manifest.components[0].status == "cached"  # the new artifact is served
+
+
+def test_failures_are_recorded_and_the_run_goes_on(store: RunStore, tmp_path: Path) -> None:
+    result = make_runner(store, tmp_path, "run-1").run(
+        [Broken(), FrameFeatures()], {"frames": frames()}
+    )
+    broken, ok = result.manifest.components
+    assert (broken.status, broken.error_code) == ("failed", "component_failed")
+    assert "ZeroDivisionError" in (broken.error or "")
+    assert ok.status == "ok"
+    assert result.manifest.run.status == "failed"
+    assert store.get_run("run-1").status == "failed"  # type: ignore[union-attr]
+    rows = {r.component: r for r in store.component_runs("run-1")}
+    assert rows["scene_stats"].error_code == "component_failed"
+
+
+def test_model_errors_get_their_code_in_the_manifest(store: RunStore, tmp_path: Path) -> None:
+    tampered = mapping()
+    tampered["components"]["frame_features"]["encoder"]["weights_digest"] = "sha256:" + "0" * 64
+    result = make_runner(store, tmp_path, "run-1", mapping=tampered).run(
+        [FrameFeatures()], {"frames": frames()}
+    )
+    (entry,) = result.manifest.components
+    assert (entry.status, entry.error_code) == ("failed", "weights_digest_mismatch")
+    assert entry.error_fields["expected"] == "sha256:" + "0" * 64
+
+
+def test_manifest_reads_back_typed_and_reproduces_the_signatures(
+    store: RunStore, tmp_path: Path
+) -> None:
+    result = make_runner(store, tmp_path, "run-1").run(
+        [FrameFeatures(), SceneStats()], {"frames": frames()}
+    )
+    manifest = read_manifest(result.manifest_path)
+    assert manifest == result.manifest
+    assert store.get_run("run-1").manifest_path == "youtube/vid-001/runs/run-1/manifest.json"  # type: ignore[union-attr]
+    mapping_again = manifest.run.resolved_model_mapping
+    for entry in manifest.components:
+        specs = mapping_again.components[entry.component].values()
+        assert model_signature(models_used(specs)) == entry.model_signature
+
+
+def _spawn(target: Any, *args: Any) -> multiprocessing.process.BaseProcess:
+    process = multiprocessing.get_context("spawn").Process(target=target, args=args)
+    process.start()
+    return process
+
+
+def _child(url: str, root: str, run_id: str, inputs: dict[str, Any], ttl_s: float = 30.0) -> None:
+    status = child_run(url, root, run_id, inputs, ttl_s)
+    Path(root, f"{run_id}.status").write_text(status)
+
+
+def test_two_processes_on_one_key_compute_once(store_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "computed.log"
+    inputs = {"frames": frames(), "compute_log": str(log), "delay_s": 1.0}
+    children = [_spawn(_child, store_url, str(tmp_path), f"run-{i}", inputs) for i in range(2)]
+    for child in children:
+        child.join(120)
+        assert child.exitcode == 0
+    assert len(log.read_text().splitlines()) == 1  # one computation
+    statuses = sorted((tmp_path / f"run-{i}.status").read_text() for i in range(2))
+    assert statuses == ["cached", "ok"]
+    npz = list(tmp_path.rglob("*.npz"))
+    assert len(npz) == 1  # one artifact
+
+
+def test_worker_killed_mid_write_leaves_nothing_visible(store_url: str, tmp_path: Path) -> None:
+    inputs = {"frames": frames(), "padding_mb": 400}
+    child = _spawn(_child, store_url, str(tmp_path), "run-killed", inputs, 1.0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(tmp_path.rglob(".*.tmp")):
+        time.sleep(0.005)
+    assert list(tmp_path.rglob(".*.tmp")), "the worker never started writing"
+    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    child.join(30)
+    assert not list(tmp_path.rglob("*.npz"))  # no visible artifact
+    # The next worker waits out the dead one's lease (ttl 1 s), then computes.
+    with RunStore.open(store_url) as store:
+        result = make_runner(store, tmp_path, "run-next", lease_ttl_s=1.0, poll_s=0.05).run(
+            [FrameFeatures()], {"frames": frames(), "padding_mb": 1}
+        )
+    assert result.manifest.components[0].status == "ok"
+    assert len(list(tmp_path.rglob("*.npz"))) == 1
+
+
+def test_waiting_for_a_live_holder_is_bounded(store: RunStore, tmp_path: Path) -> None:
+    runner = make_runner(store, tmp_path, "run-1", lease_wait_s=0.3, poll_s=0.05)
+    key = runner.manager.cache_key_for(
+        "frame_features", producer_version="1.0.0", schema_version="1"
+    )
+    assert store.try_acquire(key.key, "someone-else", 30.0) is not None
+    result = runner.run([FrameFeatures()], {"frames": frames()})
+    (entry,) = result.manifest.components
+    assert (entry.status, entry.error_code) == ("failed", "lease_wait_timeout")
+    assert entry.error_fields["transient"] is True
+    assert np.isfinite(entry.duration_ms)
