@@ -23,4 +23,8 @@ Benchmarks (one module each):
 * ``runtime_overhead`` (:mod:`benchmarks.bench_runtime_overhead`): a call through
   our in-process ONNX and Triton (gRPC, HTTP) handles vs the raw onnxruntime /
   tritonclient call on the same 512→1024→512 MLP; target overhead ≤ max(3%, 5 µs).
+* ``runs`` (:mod:`benchmarks.bench_runs`): a 10-component run through the Runner,
+  cold vs cached re-run (reported, zero models opened when cached); and one run's
+  bookkeeping (run index rows + manifest) vs the equivalent records in MLflow's
+  SQLite tracking store; target ours ≥ 10× faster (PostgreSQL for reference).
 """

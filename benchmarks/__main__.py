@@ -21,6 +21,7 @@ from . import (
     bench_parallel,
     bench_resolve,
     bench_reverify,
+    bench_runs,
     bench_runtime_overhead,
 )
 from .harness import FULL, QUICK, Config, OthersCpu, Result, Workspace
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], list[Result]]] = {
         bench_parallel,
         bench_resolve,
         bench_runtime_overhead,
+        bench_runs,
     )
 }
 

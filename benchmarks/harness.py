@@ -37,6 +37,10 @@ class Config:
     """In-process inference calls per side (runtime_overhead)."""
     triton_calls: int
     """Triton inference calls per side, per protocol and batch size (runtime_overhead)."""
+    run_pairs: int
+    """Cold run + cached re-run pairs, each on fresh directories (runs)."""
+    bookkeeping_runs: int
+    """Bookkeeping runs per side: ours, MLflow, ours on PostgreSQL (runs)."""
 
 
 FULL = Config(
@@ -49,6 +53,8 @@ FULL = Config(
     parse_reps=200,
     runtime_calls=5_000,
     triton_calls=1_000,
+    run_pairs=9,
+    bookkeeping_runs=100,
 )
 QUICK = Config(
     quick=True,
@@ -60,6 +66,8 @@ QUICK = Config(
     parse_reps=20,
     runtime_calls=2_000,
     triton_calls=150,
+    run_pairs=3,
+    bookkeeping_runs=15,
 )
 
 

@@ -158,7 +158,7 @@ def test_explain_two_keys(tmp_path: Path, ocr_mapping: dict[str, Any], models_ro
     ]
     text = run("explain", pa, pb).output
     assert 'models_used[recognizer].precision: "fp32" → "fp16"' in text
-    assert "same key" in run("explain", pa, pa).output
+    assert "the same key" in run("explain", pa, pa).output
 
 
 def test_explain_two_resolve_outputs(example: tuple[Path, Path], tmp_path: Path) -> None:

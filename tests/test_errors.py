@@ -29,6 +29,7 @@ STABLE_CODES = {
     "lease_wait_timeout",
     "database_error",
     "component_failed",
+    "run_not_found",
 }
 BAD_INPUT = {
     "invalid_model_spec",
@@ -36,6 +37,7 @@ BAD_INPUT = {
     "configuration_invalid",
     "invalid_run_context",
     "model_mapping_missing",
+    "run_not_found",
 }
 
 

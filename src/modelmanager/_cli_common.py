@@ -30,7 +30,9 @@ for _console in (stdout, stderr):
         _console.width = 200
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-SourceArgument = Annotated[Path, typer.Argument(help="Profile YAML, or run payload JSON.")]
+SourceArgument = Annotated[
+    str, typer.Argument(help="Profile YAML, run payload JSON, or the name of a database profile.")
+]
 ComponentOption = Annotated[
     str | None, typer.Option("--component", "-c", help="Only this component.")
 ]

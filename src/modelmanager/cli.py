@@ -35,12 +35,14 @@ from ._cli_common import (
     stdout,
 )
 from .cli_db import profiles_app
+from .cli_runs import explain_runs, runs_app
 from .cli_triton import triton_app
 from .config import Settings
+from .db import RunStore
 from .digest import DigestCache, Digester
 from .errors import ProfileLoadFailed
 from .manager import ModelManager
-from .signature import diff_documents
+from .signature import FieldDifference, diff_documents
 from .sources import MappingSource, load_document, resolve_mapping
 
 __all__ = ["app", "main"]
@@ -133,8 +135,14 @@ def resolve(
     _print_resolved(result)
 
 
-def _manager_from(source: Path, models_root: Path | None) -> tuple[ModelManager, MappingSource]:
-    """A manager over a profile file or a run payload (its run_context included)."""
+def _manager_from(source: str, models_root: Path | None) -> tuple[ModelManager, MappingSource]:
+    """A manager over a profile file, a run payload (its run_context included), or a
+    profile in the database (R-MAP-1: a SOURCE that is not a file names one)."""
+    path = Path(source)
+    if not path.is_file() and "/" not in source and path.suffix not in {".yaml", ".yml", ".json"}:
+        with RunStore.open(Settings().resolved_database_url) as store:
+            mapping, origin = resolve_mapping(store=store, profile_name=source)
+        return ModelManager(None, mapping, models_root=models_root), origin
     document = load_document(source)
     is_payload = "model_mapping" in document
     mapping, origin = resolve_mapping(
@@ -261,40 +269,67 @@ def digest(
 
 @app.command()
 def explain(
-    a: Annotated[Path, typer.Argument(help="First key document (JSON).")],
-    b: Annotated[Path, typer.Argument(help="Second key document (JSON).")],
+    a: Annotated[str, typer.Argument(help="First run id, or key document (JSON file).")],
+    b: Annotated[str, typer.Argument(help="Second run id, or key document (JSON file).")],
+    component: ComponentOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Tell which fields differ between two cache keys (or two resolve outputs).
+    """Tell which key fields made two runs (or two keys) not share a cache entry (R-SIG-5).
 
-    Documents: a cache key as ModelManager writes it ({"cache_key", "material",
-    "models_used"}), a bare key material, or `modelmanager resolve --json` output.
+    Two run ids: each component's cache key material from the runs' manifests.
+    Two JSON files: a cache key as ModelManager writes it ({"cache_key",
+    "material", "models_used"}), a bare key material, or `modelmanager resolve
+    --json` output.
     """
     with reported(as_json):
-        docs = [load_document(p) for p in (a, b)]
-        for path, doc in zip((a, b), docs, strict=True):
-            if not ({"cache_key", "material", "kind", "models_used", "components"} & doc.keys()):
-                raise ProfileLoadFailed(
-                    f"{path}: not a key document (no cache_key, material, models_used "
-                    "or components)",
-                    path=str(path),
-                )
-        differences = diff_documents(docs[0], docs[1])
+        if Path(a).is_file() and Path(b).is_file():
+            _print_differences(_diff_files(Path(a), Path(b)), "", as_json)
+            return
+        by_component = explain_runs(a, b, component)
     if as_json:
         stdout.print_json(
-            data={"same": not differences, "differences": [d.to_json_dict() for d in differences]}
+            data={
+                name: None if diffs is None else _differences_json(diffs)
+                for name, diffs in by_component.items()
+            }
         )
         return
-    if not differences:
-        stdout.print("no differences: the two documents give the same key", markup=False)
-        return
-    stdout.print(f"{len(differences)} field(s) differ:", markup=False)
-    for d in differences:
-        stdout.print(f"  {d}", markup=False)
+    for name, diffs in by_component.items():
+        if diffs is None:
+            stdout.print(f"{name}: in one run only", markup=False)
+        else:
+            _print_differences(diffs, f"{name}: ", as_json=False)
+
+
+def _differences_json(diffs: list[FieldDifference]) -> dict[str, Any]:
+    return {"same": not diffs, "differences": [d.to_json_dict() for d in diffs]}
+
+
+def _print_differences(diffs: list[FieldDifference], label: str, as_json: bool) -> None:
+    if as_json:
+        stdout.print_json(data=_differences_json(diffs))
+    elif not diffs:
+        stdout.print(f"{label}no differences: the same key, a shared cache entry", markup=False)
+    else:
+        stdout.print(f"{label}{len(diffs)} field(s) differ:", markup=False)
+        for d in diffs:
+            stdout.print(f"  {d}", markup=False)
+
+
+def _diff_files(a: Path, b: Path) -> list[FieldDifference]:
+    docs = [load_document(p) for p in (a, b)]
+    for path, doc in zip((a, b), docs, strict=True):
+        if not ({"cache_key", "material", "kind", "models_used", "components"} & doc.keys()):
+            raise ProfileLoadFailed(
+                f"{path}: not a key document (no cache_key, material, models_used or components)",
+                path=str(path),
+            )
+    return diff_documents(docs[0], docs[1])
 
 
 app.add_typer(triton_app, name="triton")
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(runs_app, name="runs")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ actual digest, ...) travel in ``error.fields``.
     ├── ConfigurationInvalid        configuration_invalid     (bad input)
     ├── InvalidRunContext           invalid_run_context       (bad input)
     ├── ModelMappingMissing         model_mapping_missing     (bad input, also LookupError)
+    ├── RunNotFound                 run_not_found             (bad input, also LookupError)
     ├── ModelArtifactMissing        model_artifact_missing    (also FileNotFoundError)
     ├── WeightsDigestMismatch       weights_digest_mismatch
     ├── OnnxRuntimeMissing          onnxruntime_missing       (also ImportError)
@@ -57,6 +58,7 @@ __all__ = [
     "ModelMappingMissing",
     "OnnxRuntimeMissing",
     "ProfileLoadFailed",
+    "RunNotFound",
     "TorchMissing",
     "TritonClientMissing",
     "TritonInferFailed",
@@ -147,6 +149,13 @@ class ModelMappingMissing(ModelManagerError, LookupError):
     """No mapping at all, or none for the asked component/role."""
 
     code = "model_mapping_missing"
+    bad_input = True
+
+
+class RunNotFound(ModelManagerError, LookupError):
+    """No run with that id in the run index (or its manifest is gone)."""
+
+    code = "run_not_found"
     bad_input = True
 
 
@@ -255,6 +264,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         ConfigurationInvalid,
         InvalidRunContext,
         ModelMappingMissing,
+        RunNotFound,
         ModelArtifactMissing,
         WeightsDigestMismatch,
         OnnxRuntimeMissing,
@@ -281,6 +291,7 @@ _HINTS: dict[str, str] = {
     "invalid_run_context": "Fix the named field of the run context in the payload.",
     "configuration_invalid": "Set the named setting (flag or MODELMANAGER_* environment variable).",
     "model_mapping_missing": "Add the component/role to the profile, or ask for one that is there.",
+    "run_not_found": "List the runs with `modelmanager runs list`; check MODELMANAGER_DATABASE_URL.",
     "model_artifact_missing": "Prepare the weights under models_root first; nothing is downloaded at run time.",
     "weights_digest_mismatch": "The file on disk is not the one the mapping pins: restore it or update the mapping's weights_digest.",
     "onnxruntime_missing": "pip install 'modelmanager[onnx]'",
