@@ -18,13 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 # The main job on the embedded defaults (local files, in-process ONNX).
 demo: $(STAMP)
 	$(VENV)/bin/modelmanager resolve examples/profile.yaml --models-root examples/models
+	$(PY) examples/run_example.py
 
 test: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks scripts
-	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/ruff check src tests benchmarks scripts examples
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts examples
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
