@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS := dev,onnx,triton,triton-server,torch,postgres
+EXTRAS := dev,onnx,triton,triton-server,torch,postgres,bench
 
 .PHONY: venv demo test check lint typecheck bench lock clean
 

@@ -53,7 +53,7 @@ FULL = Config(
     parse_reps=200,
     runtime_calls=5_000,
     triton_calls=1_000,
-    run_pairs=9,
+    run_pairs=15,
     bookkeeping_runs=100,
 )
 QUICK = Config(
