@@ -30,6 +30,7 @@ STABLE_CODES = {
     "database_error",
     "component_failed",
     "run_not_found",
+    "network_access_blocked",
 }
 BAD_INPUT = {
     "invalid_model_spec",

@@ -29,7 +29,8 @@ actual digest, ...) travel in ``error.fields``.
     ├── ArtifactInvalid             artifact_invalid
     ├── LeaseWaitTimeout            lease_wait_timeout        (transient)
     ├── DatabaseError               database_error
-    └── ComponentFailed             component_failed
+    ├── ComponentFailed             component_failed
+    └── NetworkAccessBlocked        network_access_blocked    (never an OSError: not retried)
 
 ``ModelArtifactMissing`` is also a ``FileNotFoundError`` so that ``except
 OSError`` callers see it; nothing that a library might retry on (a connection
@@ -56,6 +57,7 @@ __all__ = [
     "ModelLoadFailed",
     "ModelManagerError",
     "ModelMappingMissing",
+    "NetworkAccessBlocked",
     "OnnxRuntimeMissing",
     "ProfileLoadFailed",
     "RunNotFound",
@@ -256,6 +258,16 @@ class ComponentFailed(ModelManagerError):
     code = "component_failed"
 
 
+class NetworkAccessBlocked(ModelManagerError):
+    """Code tried to reach a host that is not allowed: the model system is offline (R-NET).
+
+    Deliberately not an OSError, so that no library's retry-on-connection-error
+    loop catches it.
+    """
+
+    code = "network_access_blocked"
+
+
 ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
     cls.code: cls
     for cls in (
@@ -281,6 +293,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         LeaseWaitTimeout,
         DatabaseError,
         ComponentFailed,
+        NetworkAccessBlocked,
     )
 }
 
@@ -307,6 +320,7 @@ _HINTS: dict[str, str] = {
     "artifact_invalid": "The artifact will be recomputed; if it keeps failing, check the disk under the artifact root.",
     "lease_wait_timeout": "Another worker is computing the same key; retry later, or raise the wait (MODELMANAGER_LEASE_WAIT_S).",
     "database_error": "Check MODELMANAGER_DATABASE_URL and that the database is reachable and migrated.",
+    "network_access_blocked": "Weights are prepared on local disk beforehand (modelmanager models prepare); load them by local path, never by hub id or URL.",
     "component_failed": "A bug or bad input in the component itself; see the cause below.",
 }
 

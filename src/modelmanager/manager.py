@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import offline
 from .config import Settings, require_models_root
 from .digest import Digest, DigestCache, Digester, Progress
 from .errors import (
@@ -94,6 +95,14 @@ class ModelManager:
             else parse_mapping(resolved_mapping)
         )
         self._settings = settings
+        offline.install()  # always offline while the manager is in use (R-NET-1)
+        offline.allow(
+            host
+            for spec in self.mapping.iter_specs()
+            if spec.triton is not None
+            for url in (spec.triton.http_url, spec.triton.grpc_url)
+            if url is not None and (host := offline.host_of(url)) is not None
+        )
         root = models_root if models_root is not None else self.settings.models_root
         self.models_root = None if root is None else Path(root).absolute()
         self._digester = digester

@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from . import offline
 from .artifacts import (
     ArtifactMeta,
     ArtifactRecord,
@@ -170,6 +171,7 @@ class Runner:
 
     def _run_one(self, component: Component, inputs: Mapping[str, Any]) -> ComponentEntry:
         attempt = _Attempt(component, started_at=_now(), clock=time.perf_counter())
+        refusals_before = len(offline.blocked_attempts())
         try:
             key = self.manager.cache_key_for(
                 component.name,
@@ -185,11 +187,15 @@ class Runner:
             attempt.artifact = record
         except ModelManagerError as exc:
             attempt.error = exc
-        except Exception as exc:  # the component's own bug: recorded, the run goes on
-            logger.exception("component %s failed", component.name)
-            attempt.error = ComponentFailed(
-                f"{component.name}: {type(exc).__name__}: {exc}", component=component.name
-            )
+        except Exception as exc:  # a library's wrapping of a refusal, or the component's bug
+            attempt.error = offline.refusal_in(exc)
+            if attempt.error is None:
+                logger.exception("component %s failed", component.name)
+                attempt.error = ComponentFailed(
+                    f"{component.name}: {type(exc).__name__}: {exc}", component=component.name
+                )
+        # Refusals a library caught and went on from are still recorded (R-NET-2).
+        attempt.warnings.extend(str(a) for a in offline.blocked_attempts()[refusals_before:])
         entry = attempt.entry(self.manager)
         self.store.record_component(self._row(entry))
         return entry

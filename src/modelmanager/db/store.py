@@ -67,6 +67,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from modelmanager import offline
 from modelmanager.errors import DatabaseError, InvalidModelSpec, ModelManagerError
 from modelmanager.spec import RunContext, parse_mapping
 
@@ -163,6 +164,8 @@ class RunStore:
         except exc.ArgumentError as error:
             raise DatabaseError(f"not a database URL: {error}", url="<unparsable>") from error
         shown = parsed.render_as_string(hide_password=True)
+        if parsed.host:
+            offline.allow([parsed.host])  # the run index is a host the guard lets through
         try:
             engine = create_store_engine(parsed)
         except ModelManagerError:
