@@ -179,16 +179,16 @@ def _child(url: str, root: str, run_id: str, inputs: dict[str, Any], ttl_s: floa
     Path(root, f"{run_id}.status").write_text(status)
 
 
-def test_two_processes_on_one_key_compute_once(store_url: str, tmp_path: Path) -> None:
+def test_three_processes_on_one_key_compute_once(store_url: str, tmp_path: Path) -> None:
     log = tmp_path / "computed.log"
     inputs = {"frames": frames(), "compute_log": str(log), "delay_s": 1.0}
-    children = [_spawn(_child, store_url, str(tmp_path), f"run-{i}", inputs) for i in range(2)]
+    children = [_spawn(_child, store_url, str(tmp_path), f"run-{i}", inputs) for i in range(3)]
     for child in children:
         child.join(120)
         assert child.exitcode == 0
     assert len(log.read_text().splitlines()) == 1  # one computation
-    statuses = sorted((tmp_path / f"run-{i}.status").read_text() for i in range(2))
-    assert statuses == ["cached", "ok"]
+    statuses = sorted((tmp_path / f"run-{i}.status").read_text() for i in range(3))
+    assert statuses == ["cached", "cached", "ok"]
     npz = list(tmp_path.rglob("*.npz"))
     assert len(npz) == 1  # one artifact
 
@@ -223,3 +223,31 @@ def test_waiting_for_a_live_holder_is_bounded(store: RunStore, tmp_path: Path) -
     assert (entry.status, entry.error_code) == ("failed", "lease_wait_timeout")
     assert entry.error_fields["transient"] is True
     assert np.isfinite(entry.duration_ms)
+
+
+class CallOrder:
+    """A RunStore that logs the order of the calls the runner makes on it."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store, self.calls = store, []  # type: ignore[var-annotated]
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.store, name)
+        if not callable(attr):
+            return attr
+
+        def logged(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return attr(*args, **kwargs)
+
+        return logged
+
+
+def test_lease_is_released_only_after_the_artifact_is_indexed(
+    store: RunStore, tmp_path: Path
+) -> None:
+    """A waiter that takes the lease next must find the artifact, not compute it again."""
+    logged = CallOrder(store)
+    make_runner(logged, tmp_path, "run-1").run([FrameFeatures()], {"frames": frames()})  # type: ignore[arg-type]
+    calls = [c for c in logged.calls if c in ("try_acquire", "record_component", "release")]
+    assert calls == ["try_acquire", "record_component", "release"]

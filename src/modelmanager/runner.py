@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,32 +173,35 @@ class Runner:
     def _run_one(self, component: Component, inputs: Mapping[str, Any]) -> ComponentEntry:
         attempt = _Attempt(component, started_at=_now(), clock=time.perf_counter())
         refusals_before = len(offline.blocked_attempts())
-        try:
-            key = self.manager.cache_key_for(
-                component.name,
-                producer_version=component.producer_version,
-                schema_version=component.schema_version,
-            )
-            attempt.key = key
-            record = self._reusable(key, component, attempt)
-            if record is not None:
-                attempt.cache_hit = True
-            else:
-                record = self._compute_once(key, component, inputs, attempt)
-            attempt.artifact = record
-        except ModelManagerError as exc:
-            attempt.error = exc
-        except Exception as exc:  # a library's wrapping of a refusal, or the component's bug
-            attempt.error = offline.refusal_in(exc)
-            if attempt.error is None:
-                logger.exception("component %s failed", component.name)
-                attempt.error = ComponentFailed(
-                    f"{component.name}: {type(exc).__name__}: {exc}", component=component.name
+        # The key's lease, once taken, is held until the component row is recorded: a
+        # waiter that takes it next must find the artifact in the index, not compute again.
+        with ExitStack() as lease_held:
+            try:
+                key = self.manager.cache_key_for(
+                    component.name,
+                    producer_version=component.producer_version,
+                    schema_version=component.schema_version,
                 )
-        # Refusals a library caught and went on from are still recorded (R-NET-2).
-        attempt.warnings.extend(str(a) for a in offline.blocked_attempts()[refusals_before:])
-        entry = attempt.entry(self.manager)
-        self.store.record_component(self._row(entry))
+                attempt.key = key
+                record = self._reusable(key, component, attempt)
+                if record is not None:
+                    attempt.cache_hit = True
+                else:
+                    record = self._compute_once(key, component, inputs, attempt, lease_held)
+                attempt.artifact = record
+            except ModelManagerError as exc:
+                attempt.error = exc
+            except Exception as exc:  # a library's wrapping of a refusal, or the component's bug
+                attempt.error = offline.refusal_in(exc)
+                if attempt.error is None:
+                    logger.exception("component %s failed", component.name)
+                    attempt.error = ComponentFailed(
+                        f"{component.name}: {type(exc).__name__}: {exc}", component=component.name
+                    )
+            # Refusals a library caught and went on from are still recorded (R-NET-2).
+            attempt.warnings.extend(str(a) for a in offline.blocked_attempts()[refusals_before:])
+            entry = attempt.entry(self.manager)
+            self.store.record_component(self._row(entry))
         return entry
 
     def _reusable(
@@ -223,8 +227,12 @@ class Runner:
         component: Component,
         inputs: Mapping[str, Any],
         attempt: _Attempt,
+        lease_held: ExitStack,
     ) -> ArtifactRecord:
-        """Compute under the key's lease, or reuse what the lease holder publishes."""
+        """Compute under the key's lease, or reuse what the lease holder publishes.
+
+        The lease stays held (and renewed) in ``lease_held`` after this returns.
+        """
         deadline = time.monotonic() + self.lease_wait_s
         while True:
             lease = self.store.try_acquire(key.key, self.owner, self.lease_ttl_s)
@@ -243,15 +251,13 @@ class Runner:
                     component=component.name,
                     cache_key=key.key,
                 )
-        with _Heartbeat(self.store, lease, self.lease_ttl_s):
-            try:
-                record = self._reusable(key, component, attempt)  # finished while we waited?
-                if record is not None:
-                    attempt.cache_hit = True
-                    return record
-                return self._compute(key, component, inputs, attempt)
-            finally:
-                self.store.release(lease)
+        lease_held.callback(self.store.release, lease)
+        lease_held.enter_context(_Heartbeat(self.store, lease, self.lease_ttl_s))
+        record = self._reusable(key, component, attempt)  # finished while we waited?
+        if record is not None:
+            attempt.cache_hit = True
+            return record
+        return self._compute(key, component, inputs, attempt)
 
     def _compute(
         self,
