@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS := dev,onnx,triton,triton-server,torch,postgres,bench
 
-.PHONY: venv demo test check lint typecheck bench lock clean
+.PHONY: venv demo test offline check lint typecheck bench lock clean
 
 venv: $(STAMP)
 
@@ -20,8 +20,12 @@ demo: $(STAMP)
 	$(VENV)/bin/modelmanager resolve examples/profile.yaml --models-root examples/models
 	$(PY) examples/run_example.py
 
-test: $(STAMP)
+test: $(STAMP) offline
 	$(PY) -m pytest
+
+# R-NET-3: no source of ours downloads weights or reaches outside hosts.
+offline: $(STAMP)
+	$(VENV)/bin/modelmanager lint-offline src examples benchmarks scripts
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts examples

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from . import (
     bench_first_hash,
+    bench_offline,
     bench_parallel,
     bench_resolve,
     bench_reverify,
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], list[Result]]] = {
         bench_resolve,
         bench_runtime_overhead,
         bench_runs,
+        bench_offline,
     )
 }
 

@@ -31,6 +31,7 @@ STABLE_CODES = {
     "component_failed",
     "run_not_found",
     "network_access_blocked",
+    "lint_path_missing",
 }
 BAD_INPUT = {
     "invalid_model_spec",
@@ -39,6 +40,7 @@ BAD_INPUT = {
     "invalid_run_context",
     "model_mapping_missing",
     "run_not_found",
+    "lint_path_missing",
 }
 
 

@@ -35,6 +35,7 @@ from ._cli_common import (
     stdout,
 )
 from .cli_db import profiles_app
+from .cli_lint import lint_offline
 from .cli_runs import explain_runs, runs_app
 from .cli_triton import triton_app
 from .config import Settings
@@ -330,6 +331,7 @@ def _diff_files(a: Path, b: Path) -> list[FieldDifference]:
 app.add_typer(triton_app, name="triton")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(runs_app, name="runs")
+app.command("lint-offline")(lint_offline)
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ actual digest, ...) travel in ``error.fields``.
     ├── LeaseWaitTimeout            lease_wait_timeout        (transient)
     ├── DatabaseError               database_error
     ├── ComponentFailed             component_failed
-    └── NetworkAccessBlocked        network_access_blocked    (never an OSError: not retried)
+    ├── NetworkAccessBlocked        network_access_blocked    (never an OSError: not retried)
+    └── LintPathMissing             lint_path_missing         (bad input)
 
 ``ModelArtifactMissing`` is also a ``FileNotFoundError`` so that ``except
 OSError`` callers see it; nothing that a library might retry on (a connection
@@ -52,6 +53,7 @@ __all__ = [
     "InvalidModelSpec",
     "InvalidRunContext",
     "LeaseWaitTimeout",
+    "LintPathMissing",
     "ModelArtifactMissing",
     "ModelInferFailed",
     "ModelLoadFailed",
@@ -268,6 +270,13 @@ class NetworkAccessBlocked(ModelManagerError):
     code = "network_access_blocked"
 
 
+class LintPathMissing(ModelManagerError):
+    """``lint-offline`` was given a path that does not exist."""
+
+    code = "lint_path_missing"
+    bad_input = True
+
+
 ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
     cls.code: cls
     for cls in (
@@ -294,6 +303,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         DatabaseError,
         ComponentFailed,
         NetworkAccessBlocked,
+        LintPathMissing,
     )
 }
 
@@ -321,6 +331,7 @@ _HINTS: dict[str, str] = {
     "lease_wait_timeout": "Another worker is computing the same key; retry later, or raise the wait (MODELMANAGER_LEASE_WAIT_S).",
     "database_error": "Check MODELMANAGER_DATABASE_URL and that the database is reachable and migrated.",
     "network_access_blocked": "Weights are prepared on local disk beforehand (modelmanager models prepare); load them by local path, never by hub id or URL.",
+    "lint_path_missing": "Check the paths; directories are walked for *.py.",
     "component_failed": "A bug or bad input in the component itself; see the cause below.",
 }
 

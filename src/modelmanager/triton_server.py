@@ -365,6 +365,7 @@ class TritonServer:
             if code is not None:
                 raise self._unavailable(f"tritonserver exited with code {code} while starting")
             try:
+                # offline: allow polls our own tritonserver on loopback (self.http_url)
                 with opener.open(url, timeout=1) as response:
                     if response.status == 200:
                         return
