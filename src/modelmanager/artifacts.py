@@ -61,7 +61,7 @@ from numpy.lib import format as npy_format
 from numpy.typing import NDArray
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from .canonical import canonical_json
+from .canonical import canonical_json, check_sha256_tagged
 from .errors import ArtifactInvalid
 from .spec import ModelUsed
 
@@ -94,7 +94,6 @@ META_KEY = "__meta__"
 ArtifactProblem = Literal["missing", "size", "sha256", "unreadable", "format", "schema"]
 
 _CHUNK = 1 << 20
-_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 _TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
 # Zip entries get this fixed time instead of "now": same content, same bytes.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -111,12 +110,6 @@ def _utc_iso(value: str) -> str:
     offset = parsed.utcoffset()
     if offset is None or offset.total_seconds() != 0:
         raise ValueError(f"{value!r} is not in UTC (end it with 'Z' or '+00:00')")
-    return value
-
-
-def _sha256_tagged(value: str) -> str:
-    if not _SHA256.fullmatch(value):
-        raise ValueError(f"{value!r} is not 'sha256:' followed by 64 lowercase hex digits")
     return value
 
 
@@ -137,7 +130,7 @@ UtcTimestamp = Annotated[str, Field(strict=True), AfterValidator(_utc_iso)]
 """An ISO-8601 timestamp in UTC, as :func:`utc_timestamp` writes it."""
 
 Sha256Tagged = Annotated[
-    str, Field(strict=True, pattern=r"^sha256:[0-9a-f]{64}$"), AfterValidator(_sha256_tagged)
+    str, Field(strict=True, pattern=r"^sha256:[0-9a-f]{64}$"), AfterValidator(check_sha256_tagged)
 ]
 """``sha256:<64 lowercase hex>``."""
 
@@ -250,7 +243,7 @@ class ArtifactRecord:
 
     def __post_init__(self) -> None:
         _relpath(self.relpath)
-        _sha256_tagged(self.sha256)
+        check_sha256_tagged(self.sha256)
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
             raise ValueError(f"size {self.size!r} is not a non-negative integer")
 

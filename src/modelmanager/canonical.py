@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
-__all__ = ["CanonicalJsonError", "canonical_json", "sha256_tagged"]
+__all__ = ["CanonicalJsonError", "canonical_json", "check_sha256_tagged", "sha256_tagged"]
 
 _MAX_SAFE_INT = 2**53 - 1
 
@@ -51,6 +52,20 @@ def canonical_json(value: Any) -> bytes:
 def sha256_tagged(data: bytes) -> str:
     """``sha256:<64 lowercase hex>`` of ``data``: the self-describing hash format."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+_SHA256_TAGGED = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def check_sha256_tagged(value: str) -> str:
+    """``value`` if it is ``sha256:`` + 64 lowercase hex digits (R-SPEC-4).
+
+    Raises:
+        ValueError: naming the value and the expected form.
+    """
+    if not _SHA256_TAGGED.fullmatch(value):
+        raise ValueError(f"{value!r} is not 'sha256:' followed by 64 lowercase hex digits")
+    return value
 
 
 def _check(value: Any, where: str) -> None:

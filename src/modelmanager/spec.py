@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .canonical import check_sha256_tagged
 from .errors import InvalidModelSpec
 
 __all__ = [
@@ -52,7 +53,6 @@ TritonDtype = Literal[
 ]  # fmt: skip
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _DEVICE = re.compile(r"cpu|cuda|cuda:(0|[1-9][0-9]*)")
 _FLOATING_WORDS = frozenset(
     {"latest", "stable", "current", "newest", "head", "main", "master", "default", "any",
@@ -92,12 +92,6 @@ def _pinned_version(value: str) -> str:
         part in {"x", "X"} for part in re.split(r"[.\-+]", text)
     ):
         raise ValueError(f"{value!r} is a version range; pin an exact version")
-    return value
-
-
-def _weights_digest(value: str) -> str:
-    if not _DIGEST.fullmatch(value):
-        raise ValueError(f"{value!r} is not 'sha256:' followed by 64 lowercase hex digits")
     return value
 
 
@@ -272,7 +266,7 @@ class ResolvedModelSpec(_Frozen):
     @field_validator("weights_digest")
     @classmethod
     def _check_digest(cls, v: str) -> str:
-        return _weights_digest(v)
+        return check_sha256_tagged(v)
 
     @field_validator("device_policy", "device")
     @classmethod
