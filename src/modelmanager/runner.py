@@ -273,6 +273,7 @@ class Runner:
         attempt.batch_size = output.batch_size
         attempt.warnings.extend(output.warnings)
         first = next(iter(specs.values()), None)
+        cuda_version, cudnn_version = _cuda_versions()
         meta = ArtifactMeta(
             format="modelmanager.npz/1",
             component=component.name,
@@ -288,8 +289,8 @@ class Runner:
             precision=first.precision if first else None,
             device=first.device if first else None,
             library_versions=_library_versions(),
-            cuda_version=_cuda_versions()[0],
-            cudnn_version=_cuda_versions()[1],
+            cuda_version=cuda_version,
+            cudnn_version=cudnn_version,
             created_at=_now(),
         )
         relpath = artifact_relpath(ctx.platform_id, ctx.video_id, component.name, ctx.run_id)
