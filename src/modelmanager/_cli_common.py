@@ -18,6 +18,7 @@ __all__ = [
     "JsonOption",
     "ModelsRootOption",
     "SourceArgument",
+    "command_group",
     "reported",
     "stderr",
     "stdout",
@@ -39,6 +40,17 @@ ComponentOption = Annotated[
 ModelsRootOption = Annotated[
     Path | None, typer.Option(help="Root of local weights [env: MODELMANAGER_MODELS_ROOT].")
 ]
+
+
+def command_group(help: str, name: str | None = None) -> typer.Typer:
+    """A typer app (the command or one of its groups) with the project's settings."""
+    return typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from ._cli_common import (
     JsonOption,
     ModelsRootOption,
     SourceArgument,
+    command_group,
     reported,
     stderr,
     stdout,
@@ -48,13 +49,7 @@ from .sources import MappingSource, load_document, resolve_mapping
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="modelmanager",
-    help="The model system of the video-analytics pipeline.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = command_group("The model system of the video-analytics pipeline.", name="modelmanager")
 
 # Hashing below this many bytes is too quick for a progress bar to help.
 _PROGRESS_MIN_BYTES = 64 << 20

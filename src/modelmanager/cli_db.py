@@ -19,7 +19,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._cli_common import JsonOption, reported, stdout
+from ._cli_common import JsonOption, command_group, reported, stdout
 from .config import Settings
 from .db import RunStore
 from .errors import InvalidModelSpec
@@ -27,11 +27,8 @@ from .sources import load_document
 
 __all__ = ["profiles_app"]
 
-profiles_app = typer.Typer(
-    help="Profiles in the run index database: the production source of mappings.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+profiles_app = command_group(
+    "Profiles in the run index database: the production source of mappings."
 )
 
 

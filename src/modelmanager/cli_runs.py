@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ._cli_common import JsonOption, reported, stdout
+from ._cli_common import JsonOption, command_group, reported, stdout
 from .config import Settings
 from .db import RunStore
 from .errors import RunNotFound
@@ -24,12 +24,7 @@ from .signature import FieldDifference, diff_documents
 
 __all__ = ["explain_runs", "runs_app"]
 
-runs_app = typer.Typer(
-    help="Runs in the run index: list them, show one.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+runs_app = command_group("Runs in the run index: list them, show one.")
 
 
 @runs_app.command("list")

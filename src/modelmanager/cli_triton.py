@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._cli_common import JsonOption, ModelsRootOption, reported, stderr, stdout
+from ._cli_common import JsonOption, ModelsRootOption, command_group, reported, stderr, stdout
 from .config import Settings, require_models_root
 from .digest import DigestCache, Digester
 from .sources import resolve_mapping
@@ -33,11 +33,8 @@ from .triton_server import TritonServer
 
 __all__ = ["triton_app"]
 
-triton_app = typer.Typer(
-    help="Build a Triton model repository from a profile, and serve it on this machine.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+triton_app = command_group(
+    "Build a Triton model repository from a profile, and serve it on this machine."
 )
 
 PortOption = Annotated[int | None, typer.Option(min=1, max=65535, help="Default: a free port.")]
