@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS := dev,onnx,triton,triton-server,torch,postgres,bench
 
-.PHONY: venv demo test offline check lint typecheck bench lock clean
+.PHONY: venv demo test offline licenses check lint typecheck bench lock clean
 
 venv: $(STAMP)
 
@@ -20,8 +20,12 @@ demo: $(STAMP)
 	$(VENV)/bin/modelmanager resolve examples/profile.yaml --models-root examples/models
 	$(PY) examples/run_example.py
 
-test: $(STAMP) offline
+test: $(STAMP) offline licenses
 	$(PY) -m pytest
+
+# R-LIC-1: every model the example profiles use is in MODEL_LICENSES.md.
+licenses: $(STAMP)
+	$(VENV)/bin/modelmanager licenses check
 
 # R-NET-3: no source of ours downloads weights or reaches outside hosts.
 offline: $(STAMP)
