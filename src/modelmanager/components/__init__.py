@@ -1,0 +1,7 @@
+"""Components of the DataProcessor that run real models through the Runner."""
+
+from __future__ import annotations
+
+from .audio_vad import AudioVAD
+
+__all__ = ["AudioVAD"]
