@@ -75,8 +75,10 @@ def test_loopback_and_unix_sockets_pass() -> None:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        threading.Thread(target=lambda: server.accept()[0].close(), daemon=True).start()
+        acceptor = threading.Thread(target=lambda: server.accept()[0].close(), daemon=True)
+        acceptor.start()
         socket.create_connection(("localhost", port), timeout=5).close()
+        acceptor.join(5)  # before the server socket closes under a pending accept()
     assert socket.getaddrinfo("localhost", 80)
     left, right = socket.socketpair(socket.AF_UNIX)
     left.close()

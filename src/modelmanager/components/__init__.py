@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .audio_vad import AudioVAD
+from .frame_safety import FrameSafety
 
-__all__ = ["AudioVAD"]
+__all__ = ["AudioVAD", "FrameSafety"]

