@@ -38,6 +38,7 @@ from ._cli_common import (
 from .cli_db import profiles_app
 from .cli_lint import lint_offline
 from .cli_models import licenses_app, models_app
+from .cli_run import run as run_command
 from .cli_runs import explain_runs, runs_app
 from .cli_triton import triton_app
 from .config import Settings
@@ -328,6 +329,7 @@ app.add_typer(triton_app, name="triton")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(runs_app, name="runs")
 app.command("lint-offline")(lint_offline)
+app.command("run")(run_command)
 app.add_typer(models_app, name="models")
 app.add_typer(licenses_app, name="licenses")
 

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -138,12 +138,28 @@ class Runner:
         self.poll_s = poll_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    def run(self, components: Sequence[Component], inputs: Mapping[str, Any]) -> RunResult:
-        """Run every component in order; a failing one is recorded, the others still run."""
+    def run(
+        self,
+        components: Sequence[Component],
+        inputs: Mapping[str, Any],
+        *,
+        on_component: Callable[[Component, ComponentEntry | None], None] | None = None,
+    ) -> RunResult:
+        """Run every component in order; a failing one is recorded, the others still run.
+
+        ``on_component(component, None)`` is called as a component starts and
+        ``on_component(component, entry)`` as it ends (progress display).
+        """
         ctx = self.run_context
         started = _now()
         self.store.start_run(ctx, mapping_source=self.mapping_source)
-        entries = [self._run_one(component, inputs) for component in components]
+        entries = []
+        for component in components:
+            if on_component is not None:
+                on_component(component, None)
+            entries.append(self._run_one(component, inputs))
+            if on_component is not None:
+                on_component(component, entries[-1])
         status: Literal["ok", "failed"] = (
             "ok" if all(e.status != "failed" for e in entries) else "failed"
         )

@@ -5,4 +5,11 @@ from __future__ import annotations
 from .audio_vad import AudioVAD
 from .frame_safety import FrameSafety
 
-__all__ = ["AudioVAD", "FrameSafety"]
+__all__ = ["REGISTRY", "AudioVAD", "FrameSafety"]
+
+
+REGISTRY: dict[str, type[AudioVAD] | type[FrameSafety]] = {
+    AudioVAD.name: AudioVAD,
+    FrameSafety.name: FrameSafety,
+}
+"""The components ``modelmanager run`` knows, by the name a profile maps them under."""

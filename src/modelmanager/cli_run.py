@@ -1,0 +1,122 @@
+"""``modelmanager run``: the main job — run the known components of a profile over a sample.
+
+    modelmanager run PROFILE SAMPLE_DIR [--models-root DIR] [--run-id ID] [--json]
+
+Components run are those of :data:`modelmanager.components.REGISTRY` that the
+profile maps; the run index and artifacts are the embedded defaults (or
+``MODELMANAGER_DATABASE_URL`` / ``MODELMANAGER_ARTIFACT_ROOT``). Running it a
+second time on the same sample and profile serves every component from the
+cache. Exit 0 when every component succeeded, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from ._cli_common import JsonOption, ModelsRootOption, reported, stderr, stdout
+from .components import REGISTRY
+from .config import Settings
+from .db import RunStore
+from .manager import ModelManager
+from .manifest import ComponentEntry
+from .media import load_sample
+from .runner import Component, Runner, RunResult
+from .sources import resolve_mapping
+
+__all__ = ["run"]
+
+
+def run(
+    profile: Annotated[Path, typer.Argument(help="Profile YAML (e.g. from `models prepare`).")],
+    sample: Annotated[Path, typer.Argument(help="Sample directory (frames.npz, sample.wav).")],
+    models_root: ModelsRootOption = None,
+    run_id: Annotated[str | None, typer.Option(help="Default: a new random id.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the profile's components over a sample: cached, reproducible, with a manifest."""
+    settings = Settings()
+    with reported(as_json):
+        mapping, source = resolve_mapping(profile_path=profile)
+        components: list[Component] = [
+            REGISTRY[name]() for name in mapping.components if name in REGISTRY
+        ]
+        media = load_sample(sample)
+        context = {
+            "platform_id": "local",
+            "video_id": media.path.name,
+            "run_id": run_id or f"run-{uuid.uuid4().hex[:12]}",
+            "config_hash": "default",
+            "sampling_policy_version": "1",
+            "dataprocessor_version": __version__,
+        }
+        inputs = {"audio": media.audio, "sample_rate": media.sample_rate, "frames": media.frames}
+        with (
+            RunStore.open(settings.resolved_database_url) as store,
+            ModelManager(context, mapping, models_root=models_root, settings=settings) as mm,
+        ):
+            runner = Runner(mm, store, settings.resolved_artifact_root, mapping_source=str(source))
+            result = _run_with_progress(runner, components, inputs, quiet=as_json)
+    if as_json:
+        stdout.print_json(data=result.manifest.model_dump(mode="json"))
+    else:
+        _print_result(result, settings.resolved_artifact_root)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _run_with_progress(
+    runner: Runner, components: list[Component], inputs: dict[str, Any], *, quiet: bool
+) -> RunResult:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True, disable=quiet) as bar:
+        tasks = {c.name: bar.add_task(c.name, total=1, start=False) for c in components}
+
+        def on_component(component: Component, entry: ComponentEntry | None) -> None:
+            task = tasks[component.name]
+            if entry is None:
+                bar.start_task(task)
+            else:
+                bar.update(task, completed=1, description=f"{component.name}: {entry.status}")
+
+        return runner.run(components, inputs, on_component=on_component)
+
+
+def _print_result(result: RunResult, artifact_root: Path) -> None:
+    run = result.manifest.run
+    table = Table(title=f"run {run.run_id}  {run.status}", title_justify="left")
+    for column in (
+        "component",
+        "status",
+        "cache hit",
+        "ms",
+        "device",
+        "batch",
+        "signature",
+        "error",
+    ):
+        table.add_column(column, no_wrap=column != "error")
+    for c in result.manifest.components:
+        table.add_row(
+            c.component,
+            c.status,
+            "yes" if c.cache_hit else "no",
+            f"{c.duration_ms:.1f}",
+            c.device_used or "-",
+            "-" if c.batch_size is None else str(c.batch_size),
+            c.model_signature[:19] + "…" if c.model_signature else "-",
+            c.error_code or "",
+        )
+    stdout.print(table)
+    stdout.print(f"manifest  {result.manifest_path}", markup=False, soft_wrap=True)
+    for c in result.manifest.components:
+        if c.artifact is not None:
+            stdout.print(
+                f"artifact  {artifact_root / c.artifact.relpath}", markup=False, soft_wrap=True
+            )

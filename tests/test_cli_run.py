@@ -1,0 +1,56 @@
+"""Issue 6: `modelmanager run` over the sample with the real prepared models; a second run is all hits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from modelmanager.cli import app
+from modelmanager.prepare import prepare_models, write_profile
+
+from .conftest import EXAMPLES, REPO
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The real models of examples/models.yaml (downloaded from the registry once) and a profile."""
+    root = tmp_path_factory.mktemp("models")
+    profile = root / "profile.yaml"
+    write_profile(prepare_models(EXAMPLES / "models.yaml", root), profile)
+    return root, profile
+
+
+def test_run_twice_second_is_all_cache_hits(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    args = ["run", str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    first = runner.invoke(app, [*args, "--json"])
+    assert first.exit_code == 0, first.output
+    manifest = json.loads(first.output)
+    assert [(c["component"], c["status"]) for c in manifest["components"]] == [
+        ("audio_vad", "ok"),
+        ("frame_safety", "ok"),
+    ]
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert second.output.count("│ cached │ yes") == 2
+    assert "manifest" in second.output
+
+
+def test_run_with_a_missing_sample_is_bad_input(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    result = runner.invoke(
+        app, ["run", str(profile), str(tmp_path / "nope"), "--models-root", str(root), "--json"]
+    )
+    assert result.exit_code == 2
+    assert json.loads(result.output)["error_code"] == "configuration_invalid"
