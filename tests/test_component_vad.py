@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from numpy.typing import NDArray
 
 from modelmanager import ModelManager
@@ -22,51 +21,19 @@ from modelmanager.components import AudioVAD
 from modelmanager.components.audio_vad import speech_segments
 from modelmanager.db import RunStore
 from modelmanager.media import Sample, load_sample
-from modelmanager.prepare import PreparedModel, prepare_models, profile_document
+from modelmanager.prepare import PreparedModel, profile_document
 from modelmanager.runner import Runner
 
 from .conftest import EXAMPLES
 from .runner_components import run_context
 
 TOLERANCE_S = 0.1  # measured: every boundary within 0.032 s (one window), fp32 and fp16
-SILERO = {"package": "silero-vad==6.2.3", "version": "6.2.3"}
 
 
 @pytest.fixture(scope="module")
-def silero(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[PreparedModel]]:
-    """silero VAD fp32 (mapped to audio_vad/vad) and fp16, prepared once for the module."""
-    base = tmp_path_factory.mktemp("silero")
-    spec = base / "models.yaml"
-    spec.write_text(
-        yaml.safe_dump(
-            {
-                "models": [
-                    {
-                        **SILERO,
-                        "name": "silero-vad",
-                        "member": "silero_vad/data/silero_vad.onnx",
-                        "target": "silero-vad/6.2.3/model.onnx",
-                        "precision": "fp32",
-                        "component": "audio_vad",
-                        "role": "vad",
-                    },
-                    {
-                        **SILERO,
-                        "name": "silero-vad-half",
-                        "member": "silero_vad/data/silero_vad_half.onnx",
-                        "target": "silero-vad-half/6.2.3/model.onnx",
-                        "precision": "fp16",
-                    },
-                ]
-            }
-        )
-    )
-    root = base / "root"
-    with pytest.MonkeyPatch.context() as mp:  # pip writes no cache into the real home
-        mp.setenv("HOME", str(base / "home"))
-        mp.setenv("XDG_CACHE_HOME", str(base / "home" / ".cache"))
-        prepared = prepare_models(spec, root)
-    return root, prepared
+def silero(real_models: tuple[Path, list[PreparedModel]]) -> tuple[Path, list[PreparedModel]]:
+    """silero VAD fp32 (mapped to audio_vad/vad) and fp16, among the session's real models."""
+    return real_models
 
 
 @pytest.fixture(scope="module")
