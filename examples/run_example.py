@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 from modelmanager import ModelManager, Settings, resolve_mapping
+from modelmanager.cli_run import run_table
 from modelmanager.db import RunStore
 from modelmanager.runner import ComponentOutput, ComponentRequest, Runner
 
@@ -60,6 +60,8 @@ def main() -> None:
     mapping, source = resolve_mapping(profile_path=HERE / "profile.yaml")
     frames = np.random.default_rng(0).standard_normal((32, 3, 8, 8)).astype(np.float32)
     console = Console()
+    if not console.is_terminal:  # piped output: no wrapping at 80 columns, as the CLI does
+        console.width = 200
     with RunStore.open(settings.resolved_database_url) as store:
         for attempt in ("first", "second"):
             run_id = args.run_id or f"demo-{uuid.uuid4().hex[:8]}"
@@ -75,28 +77,7 @@ def main() -> None:
                 result = Runner(
                     mm, store, settings.resolved_artifact_root, mapping_source=str(source)
                 ).run([FrameFeatures(), SceneStats()], {"frames": frames})
-            table = Table(title=f"{attempt} run {context['run_id']}", title_justify="left")
-            for column in (
-                "component",
-                "status",
-                "cache hit",
-                "ms",
-                "device",
-                "batch",
-                "signature",
-            ):
-                table.add_column(column)
-            for c in result.manifest.components:
-                table.add_row(
-                    c.component,
-                    c.status,
-                    "yes" if c.cache_hit else "no",
-                    f"{c.duration_ms:.1f}",
-                    c.device_used or "-",
-                    "-" if c.batch_size is None else str(c.batch_size),
-                    c.model_signature[:19] + "…",
-                )
-            console.print(table)
+            console.print(run_table(result, title=f"{attempt} run {context['run_id']}"))
             console.print(f"manifest: {result.manifest_path}", soft_wrap=True)
     console.print(f"artifacts: {settings.resolved_artifact_root}", soft_wrap=True)
 

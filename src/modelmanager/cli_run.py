@@ -30,7 +30,7 @@ from .media import load_sample
 from .runner import Component, Runner, RunResult
 from .sources import resolve_mapping
 
-__all__ = ["run"]
+__all__ = ["run", "run_table"]
 
 
 def run(
@@ -88,9 +88,10 @@ def _run_with_progress(
         return runner.run(components, inputs, on_component=on_component)
 
 
-def _print_result(result: RunResult, artifact_root: Path) -> None:
+def run_table(result: RunResult, title: str | None = None) -> Table:
+    """One row per component of a run: status, cache hit, time, device, batch, signature, error."""
     run = result.manifest.run
-    table = Table(title=f"run {run.run_id}  {run.status}", title_justify="left")
+    table = Table(title=title or f"run {run.run_id}  {run.status}", title_justify="left")
     for column in (
         "component",
         "status",
@@ -113,7 +114,11 @@ def _print_result(result: RunResult, artifact_root: Path) -> None:
             c.model_signature[:19] + "…" if c.model_signature else "-",
             c.error_code or "",
         )
-    stdout.print(table)
+    return table
+
+
+def _print_result(result: RunResult, artifact_root: Path) -> None:
+    stdout.print(run_table(result))
     stdout.print(f"manifest  {result.manifest_path}", markup=False, soft_wrap=True)
     for c in result.manifest.components:
         if c.artifact is not None:
