@@ -1,7 +1,7 @@
 """Write the small deterministic sample "video" under ``examples/sample/``.
 
 No camera, microphone or ffmpeg is involved: everything is synthesised with
-numpy and the standard library, from fixed seeds, so that re-running the
+numpy, Pillow (text) and the standard library, from fixed seeds, so that re-running the
 script rewrites byte-identical files:
 
 * ``sample.wav``  — the audio track, 16 kHz mono 16-bit PCM. Speech-like
@@ -9,8 +9,9 @@ script rewrites byte-identical files:
   formant resonators, amplitude-modulated at a syllable rate of ~4 Hz) lies in
   the intervals listed in ``sample.json``; elsewhere there is faint noise.
 * ``frames.npz``  — ``frames``: uint8 [N, H, W, 3] at ``FPS`` frames per
-  second; some frames carry a large word drawn with a built-in 5x7 bitmap font
-  (no Pillow needed). The archive is written with fixed zip timestamps.
+  second; some frames carry a word in black on a white card, drawn
+  (antialiased) with the scalable font built into Pillow, so the bytes depend
+  on the pinned Pillow version. The archive is written with fixed zip timestamps.
 * ``sample.json`` — the ground truth: speech intervals in seconds and the word
   on each frame (``null`` for none).
 
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image, ImageDraw, ImageFont
 
 SAMPLE_RATE = 16_000
 DURATION_S = 6.0
@@ -55,17 +57,8 @@ WORDS: tuple[str | None, ...] = (
 SEED = 20240601
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "examples" / "sample"
 
-# A 5x7 bitmap font for the letters the sample uses (row strings, "#" = ink).
-FONT: dict[str, tuple[str, ...]] = {
-    "A": (".###.", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"),
-    "C": (".###.", "#...#", "#....", "#....", "#....", "#...#", ".###."),
-    "D": ("####.", "#...#", "#...#", "#...#", "#...#", "#...#", "####."),
-    "E": ("#####", "#....", "#....", "####.", "#....", "#....", "#####"),
-    "H": ("#...#", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"),
-    "L": ("#....", "#....", "#....", "#....", "#....", "#....", "#####"),
-    "M": ("#...#", "##.##", "#.#.#", "#.#.#", "#...#", "#...#", "#...#"),
-    "O": (".###.", "#...#", "#...#", "#...#", "#...#", "#...#", ".###."),
-}
+FONT_SIZE = 30
+"""Pixel size of Pillow's built-in scalable font (Aileron Regular, Pillow >= 10.1)."""
 
 # Vowel-like formant targets (F1, F2, F3 in Hz), cycled syllable by syllable.
 VOWELS: tuple[tuple[float, float, float], ...] = (
@@ -144,19 +137,16 @@ def make_audio(rng: np.random.Generator) -> NDArray[np.int16]:
 
 
 def _draw_word(frame: NDArray[np.uint8], word: str) -> None:
-    """Draw ``word`` centred in large black-on-white letters."""
-    scale, gap = 4, 1
-    cell = (5 + gap) * scale
-    width, height = len(word) * cell - gap * scale, 7 * scale
-    x0, y0 = (WIDTH - width) // 2, (HEIGHT - height) // 2
-    pad = 6
-    frame[y0 - pad : y0 + height + pad, x0 - pad : x0 + width + pad] = 255
-    for i, letter in enumerate(word):
-        for row, bits in enumerate(FONT[letter]):
-            for col, bit in enumerate(bits):
-                if bit == "#":
-                    y, x = y0 + row * scale, x0 + i * cell + col * scale
-                    frame[y : y + scale, x : x + scale] = 0
+    """Draw ``word`` centred in black, antialiased, on a white card, as a caption would be."""
+    font = ImageFont.load_default(size=FONT_SIZE)
+    left, top, right, bottom = font.getbbox(word)
+    pad = 8
+    card = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 255)
+    ImageDraw.Draw(card).text((pad - left, pad - top), word, font=font, fill=0)
+    ink = np.asarray(card, dtype=np.uint8)
+    h, w = ink.shape
+    y0, x0 = (HEIGHT - h) // 2, (WIDTH - w) // 2
+    frame[y0 : y0 + h, x0 : x0 + w] = ink[:, :, None]
 
 
 def make_frames(rng: np.random.Generator) -> NDArray[np.uint8]:

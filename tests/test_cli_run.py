@@ -39,11 +39,12 @@ def test_run_twice_second_is_all_cache_hits(
     manifest = json.loads(first.output)
     assert [(c["component"], c["status"]) for c in manifest["components"]] == [
         ("audio_vad", "ok"),
+        ("text_ocr", "ok"),
         ("frame_safety", "ok"),
     ]
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
-    assert second.output.count("│ cached │ yes") == 2
+    assert second.output.count("│ cached │ yes") == 3
     assert "manifest" in second.output
 
 

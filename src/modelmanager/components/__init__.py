@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from .audio_vad import AudioVAD
 from .frame_safety import FrameSafety
+from .text_ocr import TextOCR
 
-__all__ = ["REGISTRY", "AudioVAD", "FrameSafety"]
+__all__ = ["REGISTRY", "AudioVAD", "FrameSafety", "TextOCR"]
 
 
-REGISTRY: dict[str, type[AudioVAD] | type[FrameSafety]] = {
+REGISTRY: dict[str, type[AudioVAD] | type[FrameSafety] | type[TextOCR]] = {
     AudioVAD.name: AudioVAD,
+    TextOCR.name: TextOCR,
     FrameSafety.name: FrameSafety,
 }
 """The components ``modelmanager run`` knows, by the name a profile maps them under."""

@@ -20,13 +20,14 @@ from numpy.typing import NDArray
 from modelmanager.errors import ConfigurationInvalid
 from modelmanager.runner import ComponentOutput, ComponentRequest
 
+from .imaging import resize_bilinear
+
 __all__ = [
     "BATCH_SIZE",
     "MEAN_BGR",
     "PREPROCESS_ID",
     "FrameSafety",
     "preprocess",
-    "resize_bilinear",
 ]
 
 SIZE = 224
@@ -36,32 +37,6 @@ PREPROCESS_ID = "opennsfw-bgr224-mean@1"
 """Names the preprocessing below; change it (and ``producer_version``) when it changes."""
 
 INPUT_NAME = "input:0"
-
-
-def resize_bilinear(frame: NDArray[np.uint8], height: int, width: int) -> NDArray[np.float32]:
-    """Bilinear resize of an [H, W, C] image, numpy only, without antialiasing.
-
-    Pixel centres are aligned (``align_corners=False``, the convention of
-    OpenCV's ``INTER_LINEAR`` and PIL's upscaling): the source coordinate of
-    output pixel ``i`` is ``(i + 0.5) * in / out - 0.5``, clamped to the image.
-    """
-    src = frame.astype(np.float32)
-    in_h, in_w = src.shape[:2]
-
-    def taps(
-        n_out: int, n_in: int
-    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:
-        pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
-        pos = np.clip(pos, 0.0, n_in - 1)
-        lo = np.floor(pos).astype(np.intp)
-        hi = np.minimum(lo + 1, n_in - 1)
-        return lo, hi, (pos - lo).astype(np.float32)
-
-    y0, y1, wy = taps(height, in_h)
-    x0, x1, wx = taps(width, in_w)
-    rows = src[y0] * (1.0 - wy)[:, None, None] + src[y1] * wy[:, None, None]
-    out = rows[:, x0] * (1.0 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
-    return out.astype(np.float32)
 
 
 def preprocess(frames: NDArray[np.uint8]) -> NDArray[np.float32]:

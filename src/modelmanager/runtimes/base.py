@@ -35,7 +35,13 @@ Tensors = Mapping[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class RuntimeMetadata:
-    """What an opened handle runs: its I/O as the backend reports them, and where."""
+    """What an opened handle runs: its I/O as the backend reports them, and where.
+
+    ``model_metadata`` is the key/value metadata stored in the model file itself
+    (ONNX ``metadata_props``), such as a recognizer's character set; a Triton
+    handle reads the same pairs from the served model's config (the repository
+    builder copies them there, see :mod:`modelmanager.triton_repo`).
+    """
 
     runtime: str
     engine: str
@@ -43,6 +49,7 @@ class RuntimeMetadata:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     details: Mapping[str, Any] = field(default_factory=dict)
+    model_metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,7 @@ class OnnxRuntime:
                 "onnxruntime": ort.__version__,
                 "load_ms": round((time.perf_counter() - started) * 1000, 3),
             },
+            model_metadata=dict(session.get_modelmeta().custom_metadata_map),
         )
         self._session = session
         logger.debug("opened %s on %s", self.model_path, wanted)
