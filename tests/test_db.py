@@ -66,6 +66,7 @@ def test_migrations_create_every_table_index_and_constraint(store: RunStore) -> 
         "runs",
         "component_runs",
         "leases",
+        "deletion_audit",
     }
     indexes = {
         table: {
@@ -75,11 +76,15 @@ def test_migrations_create_every_table_index_and_constraint(store: RunStore) -> 
         }
         for table in ("runs", "component_runs")
     }
-    assert indexes["runs"] == {"ix_runs_video": ["platform_id", "video_id"]}
+    assert indexes["runs"] == {
+        "ix_runs_video": ["platform_id", "video_id"],
+        "ix_runs_status_started": ["status", "started_at"],
+    }
     assert indexes["component_runs"] == {
         "ix_component_runs_lookup": ["cache_key", "status", "finished_at"],
         "ix_component_runs_video": ["platform_id", "video_id"],
         "ix_component_runs_signature": ["model_signature"],
+        "ix_component_runs_artifact": ["artifact_path"],
     }
     uniques = [u["column_names"] for u in inspector.get_unique_constraints("component_runs")]
     assert ["run_id", "component"] in uniques
@@ -87,7 +92,7 @@ def test_migrations_create_every_table_index_and_constraint(store: RunStore) -> 
     assert (fk["constrained_columns"], fk["referred_table"]) == (["run_id"], "runs")
     assert inspector.get_pk_constraint("leases")["constrained_columns"] == ["cache_key"]
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
 
 
 def test_migrated_schema_matches_the_models(store: RunStore) -> None:

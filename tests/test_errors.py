@@ -32,6 +32,8 @@ STABLE_CODES = {
     "run_not_found",
     "network_access_blocked",
     "lint_path_missing",
+    "artifact_root_missing",
+    "deletion_blocked",
 }
 BAD_INPUT = {
     "invalid_model_spec",
@@ -41,6 +43,7 @@ BAD_INPUT = {
     "model_mapping_missing",
     "run_not_found",
     "lint_path_missing",
+    "artifact_root_missing",
 }
 
 

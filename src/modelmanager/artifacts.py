@@ -10,9 +10,15 @@ Layout under the artifact root (every id is a path-safe name, see
             │   └── <run_id>/
             │       ├── <component>.npz         artifact_relpath(...)
             │       └── .<component>.npz.<16 hex>.tmp   a write in progress or a crashed one
-            └── runs/
+            ├── runs/
+            │   └── <run_id>/
+            │       └── manifest.json           manifest_relpath(...), see modelmanager.manifest
+            └── _tmp/
                 └── <run_id>/
-                    └── manifest.json           manifest_relpath(...), see modelmanager.manifest
+                    └── <name>/                 temp_relpath(...), temp_dir(...): frames_dir and
+                                                other scratch data, expired by GC (R-GC-3)
+
+``_tmp`` cannot be a component's name (a name starts with a letter or digit).
 
 An artifact is a standard, uncompressed ``.npz`` (a zip of ``.npy`` members,
 LIMITS.md: compression costs 40x). Besides the caller's arrays it holds one
@@ -63,11 +69,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .canonical import canonical_json, check_sha256_tagged
 from .errors import ArtifactInvalid
-from .spec import ModelUsed
+from .spec import ModelUsed, RunContext
 
 __all__ = [
     "ARTIFACT_FORMAT",
     "META_KEY",
+    "TEMP_DIR_NAME",
     "ArtifactCheck",
     "ArtifactMeta",
     "ArtifactProblem",
@@ -81,9 +88,14 @@ __all__ = [
     "manifest_relpath",
     "read_artifact",
     "resolve_relpath",
+    "temp_dir",
+    "temp_relpath",
     "utc_timestamp",
     "write_artifact",
 ]
+
+TEMP_DIR_NAME: Final = "_tmp"
+"""The per-video directory of runs' temporary data (never a component name)."""
 
 ARTIFACT_FORMAT: Final = "modelmanager.npz/1"
 """The container format written into every meta; a reader refuses any other."""
@@ -95,6 +107,7 @@ ArtifactProblem = Literal["missing", "size", "sha256", "unreadable", "format", "
 
 _CHUNK = 1 << 20
 _TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
+_TEMP_AREA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # Zip entries get this fixed time instead of "now": same content, same bytes.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -174,6 +187,35 @@ def manifest_relpath(platform_id: str, video_id: str, run_id: str) -> str:
         platform_id, video_id, run_id: from the (validated) run context.
     """
     return f"{platform_id}/{video_id}/runs/{run_id}/manifest.json"
+
+
+def temp_relpath(platform_id: str, video_id: str, run_id: str, name: str) -> str:
+    """``<platform_id>/<video_id>/_tmp/<run_id>/<name>``: a run's temporary data (R-GC-3).
+
+    Garbage collection removes ``_tmp/<run_id>/`` once the run started more than
+    ``gc_temp_ttl_days`` ago (and with the run, or the video, when they go).
+
+    Raises:
+        ValueError: ``name`` is not a path-safe name.
+    """
+    if not _TEMP_AREA_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid temp directory name (letters, digits, _ . -)")
+    return f"{platform_id}/{video_id}/{TEMP_DIR_NAME}/{run_id}/{name}"
+
+
+def temp_dir(root: str | os.PathLike[str], run_context: RunContext, name: str) -> Path:
+    """A run's temporary directory ``name`` under the artifact root, created if missing.
+
+    >>> frames = temp_dir(artifact_root, run_context, "frames_dir")  # doctest: +SKIP
+
+    Raises:
+        ValueError: ``name`` is not a path-safe name.
+    """
+    path = resolve_relpath(
+        root, temp_relpath(run_context.platform_id, run_context.video_id, run_context.run_id, name)
+    )
+    _make_dirs(path)
+    return path
 
 
 def is_temp_name(name: str) -> bool:

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
             (``MODELMANAGER_ARTIFACT_ROOT``, default ``<data_dir>/artifacts``).
         lease_ttl_s: how long a worker's claim on a cache key lasts without renewal.
         lease_wait_s: how long a worker waits for another one computing the same key.
+        gc_keep_previous: garbage collection keeps the newest successful run of a
+            group plus this many previous ones (R-GC-2; ``MODELMANAGER_GC_KEEP_PREVIOUS``).
+        gc_temp_ttl_days: temporary data of a run expires this long after the run
+            started (R-GC-3; ``MODELMANAGER_GC_TEMP_TTL_DAYS``).
+        gc_hard_cap_days: nothing older survives garbage collection (R-GC-1;
+            ``MODELMANAGER_GC_HARD_CAP_DAYS``).
     """
 
     model_config = SettingsConfigDict(env_prefix="MODELMANAGER_", extra="ignore", frozen=True)
@@ -52,6 +58,9 @@ class Settings(BaseSettings):
     artifact_root: Path | None = None
     lease_ttl_s: float = Field(default=60.0, gt=0)
     lease_wait_s: float = Field(default=600.0, ge=0)
+    gc_keep_previous: int = Field(default=2, ge=0)
+    gc_temp_ttl_days: float = Field(default=7.0, gt=0)
+    gc_hard_cap_days: float = Field(default=60.0, gt=0)
 
     @property
     def resolved_database_url(self) -> str:

@@ -31,7 +31,9 @@ actual digest, ...) travel in ``error.fields``.
     ├── DatabaseError               database_error
     ├── ComponentFailed             component_failed
     ├── NetworkAccessBlocked        network_access_blocked    (never an OSError: not retried)
-    └── LintPathMissing             lint_path_missing         (bad input)
+    ├── LintPathMissing             lint_path_missing         (bad input)
+    ├── ArtifactRootMissing         artifact_root_missing     (bad input)
+    └── DeletionBlocked             deletion_blocked
 
 ``ModelArtifactMissing`` is also a ``FileNotFoundError`` so that ``except
 OSError`` callers see it; nothing that a library might retry on (a connection
@@ -45,9 +47,11 @@ from typing import Any, ClassVar
 __all__ = [
     "ERROR_CLASSES",
     "ArtifactInvalid",
+    "ArtifactRootMissing",
     "ComponentFailed",
     "ConfigurationInvalid",
     "DatabaseError",
+    "DeletionBlocked",
     "DeviceUnavailable",
     "InsufficientGpuMemory",
     "InvalidModelSpec",
@@ -277,6 +281,19 @@ class LintPathMissing(ModelManagerError):
     bad_input = True
 
 
+class ArtifactRootMissing(ModelManagerError):
+    """The artifact root is not a directory while the run index has runs (a wrong setting?)."""
+
+    code = "artifact_root_missing"
+    bad_input = True
+
+
+class DeletionBlocked(ModelManagerError):
+    """A run of the video to delete is in progress; deleting under it would break it."""
+
+    code = "deletion_blocked"
+
+
 ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
     cls.code: cls
     for cls in (
@@ -304,6 +321,8 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         ComponentFailed,
         NetworkAccessBlocked,
         LintPathMissing,
+        ArtifactRootMissing,
+        DeletionBlocked,
     )
 }
 
@@ -332,6 +351,8 @@ _HINTS: dict[str, str] = {
     "database_error": "Check MODELMANAGER_DATABASE_URL and that the database is reachable and migrated.",
     "network_access_blocked": "Weights are prepared on local disk beforehand (modelmanager models prepare); load them by local path, never by hub id or URL.",
     "lint_path_missing": "Check the paths; directories are walked for *.py.",
+    "artifact_root_missing": "Point MODELMANAGER_ARTIFACT_ROOT at the directory the runs wrote to; nothing was deleted.",
+    "deletion_blocked": "Retry when the video's runs have finished, or pass --force if they are dead workers' runs.",
     "component_failed": "A bug or bad input in the component itself; see the cause below.",
 }
 

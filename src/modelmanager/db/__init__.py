@@ -7,13 +7,22 @@
 
 from __future__ import annotations
 
-from .records import CachedArtifact, ComponentRunRow, ComponentStatus, Lease, RunRow, RunStatus
+from .records import (
+    CachedArtifact,
+    ComponentRunRow,
+    ComponentStatus,
+    DeletionAudit,
+    Lease,
+    RunRow,
+    RunStatus,
+)
 from .store import RunStore
 
 __all__ = [
     "CachedArtifact",
     "ComponentRunRow",
     "ComponentStatus",
+    "DeletionAudit",
     "Lease",
     "RunRow",
     "RunStatus",

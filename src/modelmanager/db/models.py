@@ -13,12 +13,13 @@ leases on cache keys being computed (D4)::
                                   sampling_policy_version
                                   dataprocessor_version
                                   user_id                 NULL
-                                  status  running|ok|failed
+                                  status  running|ok|failed|collecting
                                   mapping_source
                                   manifest_path           NULL
                                   started_at, finished_at NULL
                                         ▲
                                         │ run_id (FK)
+      ix_runs_status_started (status, started_at)   GC: runs left 'collecting', stale runs
     component_runs ─────────────────────┘
     ──────────────────────────────────────────────────────────────────────────────
     id PK autoincrement · run_id · platform_id · video_id · component
@@ -31,6 +32,17 @@ leases on cache keys being computed (D4)::
       ix_component_runs_lookup         (cache_key, status, finished_at)  the cache lookup
       ix_component_runs_video          (platform_id, video_id)   delete-by-video, history
       ix_component_runs_signature      (model_signature)         observability per signature
+      ix_component_runs_artifact       (artifact_path)           orphan check: which row knows a file
+
+    deletion_audit                                 one row per delete-video request (R-GC-4)
+    ─────────────────────────────────────────────  no content and no ids: the subject is
+    id PK · subject_sha256 · actor · requested_at  sha256("<platform_id>/<video_id>")
+    finished_at · counts (JSON text)
+
+A run is ``collecting`` from the moment garbage collection (or delete-video)
+has decided to remove it until its files and rows are gone: the decision is
+committed first, so a collection that is killed midway is finished by the next
+one (see :mod:`modelmanager.retention`).
 
 Every timestamp is timezone-aware UTC (:class:`UtcDateTime`): PostgreSQL keeps
 ``timestamptz``; SQLite keeps fixed-width UTC text, so comparing two stored
@@ -65,13 +77,15 @@ __all__ = [
     "RUN_STATUSES",
     "Base",
     "ComponentRunTable",
+    "DeletionAuditTable",
     "LeaseTable",
     "ProfileTable",
     "RunTable",
     "UtcDateTime",
 ]
 
-RUN_STATUSES = ("running", "ok", "failed")
+# "collecting": garbage collection decided to remove the run and is deleting its files.
+RUN_STATUSES = ("running", "ok", "failed", "collecting")
 # "invalidated": the artifact turned out invalid; the lookup never returns the row again.
 COMPONENT_STATUSES = ("ok", "cached", "failed", "invalidated")
 
@@ -141,6 +155,7 @@ class RunTable(Base):
     __table_args__ = (
         CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
         Index("ix_runs_video", "platform_id", "video_id"),
+        Index("ix_runs_status_started", "status", "started_at"),
     )
 
     run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -168,6 +183,7 @@ class ComponentRunTable(Base):
         Index("ix_component_runs_lookup", "cache_key", "status", "finished_at"),
         Index("ix_component_runs_video", "platform_id", "video_id"),
         Index("ix_component_runs_signature", "model_signature"),
+        Index("ix_component_runs_artifact", "artifact_path"),
     )
 
     # BIGINT on PostgreSQL; INTEGER on SQLite, where only that aliases the rowid.
@@ -205,3 +221,23 @@ class LeaseTable(Base):
     owner: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeletionAuditTable(Base):
+    """One delete-video request: who, when, how much; never the ids nor any content (R-GC-4).
+
+    ``subject_sha256`` is ``sha256:<hex>`` of ``"<platform_id>/<video_id>"``
+    (unsalted): whoever knows a video's ids can confirm that it was deleted,
+    while the table itself names no video.
+    """
+
+    __tablename__ = "deletion_audit"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    subject_sha256: Mapped[str] = mapped_column(String(255), index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    counts: Mapped[str] = mapped_column(Text)

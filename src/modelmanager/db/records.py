@@ -15,12 +15,13 @@ __all__ = [
     "CachedArtifact",
     "ComponentRunRow",
     "ComponentStatus",
+    "DeletionAudit",
     "Lease",
     "RunRow",
     "RunStatus",
 ]
 
-RunStatus = Literal["running", "ok", "failed"]
+RunStatus = Literal["running", "ok", "failed", "collecting"]
 ComponentStatus = Literal["ok", "cached", "failed", "invalidated"]
 
 
@@ -115,3 +116,19 @@ class Lease:
     owner: str
     acquired_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeletionAudit:
+    """One delete-video request as the audit table keeps it: no ids, no content (R-GC-4).
+
+    ``subject_sha256`` is ``sha256:<hex>`` of ``"<platform_id>/<video_id>"``;
+    ``counts`` holds ``runs``, ``component_runs``, ``files`` and ``bytes``.
+    """
+
+    id: int
+    subject_sha256: str
+    actor: str
+    requested_at: datetime
+    finished_at: datetime
+    counts: dict[str, int]

@@ -53,6 +53,7 @@ from sqlalchemy import (
     Engine,
     Interval,
     Row,
+    Select,
     delete,
     exc,
     func,
@@ -75,14 +76,15 @@ from ._engine import IMMEDIATE, create_store_engine, is_transient
 from .models import (
     Base,
     ComponentRunTable,
+    DeletionAuditTable,
     LeaseTable,
     ProfileTable,
     RunTable,
     UtcDateTime,
 )
-from .records import CachedArtifact, ComponentRunRow, Lease, RunRow
+from .records import CachedArtifact, ComponentRunRow, DeletionAudit, Lease, RunRow
 
-__all__ = ["RunStore"]
+__all__ = ["RunStore", "video_history_statements"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +121,9 @@ _COMPONENTS = Base.metadata.tables[ComponentRunTable.__tablename__]
 _INSERT_COMPONENT = insert(_COMPONENTS)
 _LEASES = Base.metadata.tables[LeaseTable.__tablename__]
 _PROFILES = Base.metadata.tables[ProfileTable.__tablename__]
+_AUDIT = Base.metadata.tables[DeletionAuditTable.__tablename__]
+# Values per IN (...) list: well under SQLite's 32766 bound parameters.
+_IN_CHUNK = 500
 
 
 class RunStore:
@@ -272,8 +277,12 @@ class RunStore:
 
     # -- schema -----------------------------------------------------------------
 
-    def upgrade(self) -> None:
-        """Run Alembic ``upgrade head`` in one transaction that holds the migration lock.
+    def upgrade(self, revision: str = "head") -> None:
+        """Run Alembic ``upgrade`` in one transaction that holds the migration lock.
+
+        On SQLite, foreign keys are off while it runs (a revision that changes a
+        table copies it, and dropping a referenced table would fail) and
+        ``PRAGMA foreign_key_check`` must pass before the commit.
 
         Raises:
             DatabaseError: the database is unreachable or at a revision this
@@ -281,18 +290,27 @@ class RunStore:
         """
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
-        with self._write("migrating the run index") as conn:
-            if self._backend == "postgresql":
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-                )
-            config.attributes["connection"] = conn
+        with self._translated("migrating the run index"), self._writer.connect() as conn:
+            sqlite_fks = _SqliteForeignKeysOff(conn) if self._backend == "sqlite" else None
             try:
-                command.upgrade(config, "head")
-            except CommandError as error:
-                raise DatabaseError(
-                    f"cannot migrate the run index at {self.url}: {error}", url=self.url
-                ) from error
+                with conn.begin():
+                    if self._backend == "postgresql":
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"),
+                            {"key": _MIGRATION_LOCK_KEY},
+                        )
+                    config.attributes["connection"] = conn
+                    try:
+                        command.upgrade(config, revision)
+                    except CommandError as error:
+                        raise DatabaseError(
+                            f"cannot migrate the run index at {self.url}: {error}", url=self.url
+                        ) from error
+                    if sqlite_fks is not None:
+                        sqlite_fks.check(self.url)
+            finally:
+                if sqlite_fks is not None:
+                    sqlite_fks.restore()
         logger.debug("run index at %s is at the newest revision", self.url)
 
     # -- profiles (R-MAP-2) -----------------------------------------------------
@@ -349,8 +367,10 @@ class RunStore:
 
     # -- runs -------------------------------------------------------------------
 
-    def start_run(self, run_context: RunContext, *, mapping_source: str) -> None:
-        """Record a new run, status ``running``.
+    def start_run(
+        self, run_context: RunContext, *, mapping_source: str, started_at: datetime | None = None
+    ) -> None:
+        """Record a new run, status ``running``, started ``started_at`` (default: now).
 
         Raises:
             DatabaseError: ``run_id`` is already in the index, or the write failed.
@@ -370,7 +390,7 @@ class RunStore:
             "status": "running",
             "mapping_source": mapping_source,
             "manifest_path": None,
-            "started_at": datetime.now(UTC),
+            "started_at": started_at or datetime.now(UTC),
             "finished_at": None,
         }
         run_id = run_context.run_id
@@ -389,9 +409,14 @@ class RunStore:
         logger.debug("started run %s", run_id)
 
     def finish_run(
-        self, run_id: str, *, status: Literal["ok", "failed"], manifest_path: str | None
+        self,
+        run_id: str,
+        *,
+        status: Literal["ok", "failed"],
+        manifest_path: str | None,
+        finished_at: datetime | None = None,
     ) -> None:
-        """Mark run ``run_id`` finished now with ``status``.
+        """Mark run ``run_id`` finished with ``status`` at ``finished_at`` (default: now).
 
         Raises:
             ValueError: ``status`` is neither ``ok`` nor ``failed``.
@@ -402,7 +427,11 @@ class RunStore:
         stmt = (
             update(_RUNS)
             .where(_RUNS.c.run_id == run_id)
-            .values(status=status, manifest_path=manifest_path, finished_at=datetime.now(UTC))
+            .values(
+                status=status,
+                manifest_path=manifest_path,
+                finished_at=finished_at or datetime.now(UTC),
+            )
         )
         with self._write("finishing run", run_id=run_id) as conn:
             found = conn.execute(stmt).rowcount
@@ -512,6 +541,157 @@ class RunStore:
         logger.info("forgot %s for %s (%d rows)", artifact_path, cache_key, changed)
         return changed
 
+    # -- retention (R-GC) -------------------------------------------------------
+
+    def videos(self) -> list[tuple[str, str]]:
+        """Every ``(platform_id, video_id)`` with a run, sorted (a scan of ``ix_runs_video``)."""
+        r = _RUNS.c
+        stmt = select(r.platform_id, r.video_id).distinct().order_by(r.platform_id, r.video_id)
+        with self._read("listing videos") as conn:
+            return [(row.platform_id, row.video_id) for row in conn.execute(stmt)]
+
+    def video_history(
+        self, platform_id: str, video_id: str
+    ) -> tuple[list[RunRow], list[ComponentRunRow]]:
+        """Every run and component row of one video (``ix_runs_video``, ``ix_component_runs_video``)."""
+        runs_stmt, rows_stmt = video_history_statements(platform_id, video_id)
+        with self._read("reading a video's history", video_id=video_id) as conn:
+            runs = [_run_row(row) for row in conn.execute(runs_stmt)]
+            rows = [_component_row(row) for row in conn.execute(rows_stmt)]
+        return runs, rows
+
+    def collecting_videos(self) -> list[tuple[str, str]]:
+        """Videos with a run left ``collecting`` by an interrupted collection (``ix_runs_status_started``)."""
+        r = _RUNS.c
+        stmt = (
+            select(r.platform_id, r.video_id)
+            .where(r.status == "collecting")
+            .distinct()
+            .order_by(r.platform_id, r.video_id)
+        )
+        with self._read("listing collecting runs") as conn:
+            return [(row.platform_id, row.video_id) for row in conn.execute(stmt)]
+
+    def live_lease_keys(self) -> set[str]:
+        """Cache keys whose lease is held now (by the lease clock)."""
+        l = _LEASES.c  # noqa: E741
+        stmt = select(l.cache_key).where(l.expires_at >= self._clock()[0])
+        with self._read("reading leases") as conn:
+            return set(conn.execute(stmt).scalars())
+
+    def mark_collecting(self, run_ids: Sequence[str], *, invalidate_row_ids: Sequence[int]) -> int:
+        """Commit the decision to collect ``run_ids``: status ``collecting``, their rows invalidated.
+
+        Rows ``invalidate_row_ids`` (of runs that stay, whose artifact goes) become
+        ``invalidated`` in the same transaction, so :meth:`lookup` serves none of
+        them from now on. Runs ``running`` at this moment are left alone.
+        Returns how many runs changed.
+        """
+        r, c = _RUNS.c, _COMPONENTS.c
+        changed = 0
+        with self._write("marking runs for collection") as conn:
+            for chunk in _chunks(run_ids):
+                changed += conn.execute(
+                    update(_RUNS)
+                    .where(r.run_id.in_(chunk), r.status.in_(("ok", "failed", "running")))
+                    .values(status="collecting")
+                ).rowcount
+                conn.execute(
+                    update(_COMPONENTS)
+                    .where(c.run_id.in_(chunk), c.status.in_(("ok", "cached")))
+                    .values(status="invalidated")
+                )
+            for ids in _chunks(invalidate_row_ids):
+                conn.execute(
+                    update(_COMPONENTS)
+                    .where(c.id.in_(ids), c.status.in_(("ok", "cached")))
+                    .values(status="invalidated")
+                )
+        return changed
+
+    def invalidate_rows(self, row_ids: Sequence[int]) -> int:
+        """Mark component rows ``invalidated`` (their artifact is gone); returns how many changed."""
+        c = _COMPONENTS.c
+        changed = 0
+        with self._write("invalidating component rows") as conn:
+            for ids in _chunks(row_ids):
+                changed += conn.execute(
+                    update(_COMPONENTS)
+                    .where(c.id.in_(ids), c.status.in_(("ok", "cached")))
+                    .values(status="invalidated")
+                ).rowcount
+        return changed
+
+    def delete_collected(self, run_ids: Sequence[str]) -> tuple[int, int]:
+        """Delete the rows of runs that are ``collecting``; returns (runs, component rows) deleted.
+
+        Runs in any other status are not touched: only a committed decision deletes.
+        """
+        r, c = _RUNS.c, _COMPONENTS.c
+        runs = rows = 0
+        with self._write("deleting collected runs") as conn:
+            for chunk in _chunks(run_ids):
+                collecting = select(r.run_id).where(r.run_id.in_(chunk), r.status == "collecting")
+                rows += conn.execute(delete(_COMPONENTS).where(c.run_id.in_(collecting))).rowcount
+                runs += conn.execute(
+                    delete(_RUNS).where(r.run_id.in_(chunk), r.status == "collecting")
+                ).rowcount
+        return runs, rows
+
+    def delete_video_rows(
+        self,
+        platform_id: str,
+        video_id: str,
+        *,
+        audit_subject: str,
+        actor: str,
+        requested_at: datetime,
+        counts: Mapping[str, int],
+    ) -> DeletionAudit:
+        """Delete every run and component row of one video and record the audit row, atomically.
+
+        Returns the audit row, whose ``counts`` gain the rows deleted here.
+        """
+        r, c = _RUNS.c, _COMPONENTS.c
+        with self._write("deleting a video's rows", video_id=video_id) as conn:
+            rows = conn.execute(
+                delete(_COMPONENTS).where(c.platform_id == platform_id, c.video_id == video_id)
+            ).rowcount
+            runs = conn.execute(
+                delete(_RUNS).where(r.platform_id == platform_id, r.video_id == video_id)
+            ).rowcount
+            all_counts = {**counts, "runs": runs, "component_runs": rows}
+            finished_at = datetime.now(UTC)
+            values = {
+                "subject_sha256": audit_subject,
+                "actor": actor,
+                "requested_at": requested_at,
+                "finished_at": finished_at,
+                "counts": json.dumps(all_counts, sort_keys=True),
+            }
+            audit_id = conn.execute(
+                insert(_AUDIT).values(**values).returning(_AUDIT.c.id)
+            ).scalar_one()
+        return DeletionAudit(
+            id=audit_id,
+            subject_sha256=audit_subject,
+            actor=actor,
+            requested_at=requested_at,
+            finished_at=finished_at,
+            counts=all_counts,
+        )
+
+    def deletion_audits(self, subject_sha256: str | None = None) -> list[DeletionAudit]:
+        """The delete-video audit rows, oldest first, optionally of one subject."""
+        stmt = select(_AUDIT).order_by(_AUDIT.c.id)
+        if subject_sha256 is not None:
+            stmt = stmt.where(_AUDIT.c.subject_sha256 == subject_sha256)
+        with self._read("reading the deletion audit") as conn:
+            return [
+                DeletionAudit(**{**row._asdict(), "counts": json.loads(row.counts)})
+                for row in conn.execute(stmt)
+            ]
+
     # -- leases (D4) ------------------------------------------------------------
 
     def try_acquire(self, cache_key: str, owner: str, ttl_s: float) -> Lease | None:
@@ -586,6 +766,51 @@ class RunStore:
             l.owner == lease.owner,
             l.acquired_at == lease.acquired_at,
         )
+
+
+class _SqliteForeignKeysOff:
+    """``PRAGMA foreign_keys = OFF`` on a connection outside any transaction, until restored.
+
+    The pragma is a no-op inside a transaction, so it goes straight to the
+    DBAPI connection (in autocommit mode, see ``_engine``) before BEGIN.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._dbapi = conn.connection.dbapi_connection
+        if self._dbapi is None:
+            raise RuntimeError("the connection has no DBAPI connection")
+        self._dbapi.cursor().execute("PRAGMA foreign_keys = OFF")
+
+    def check(self, url: str) -> None:
+        """Raise DatabaseError if a row breaks a foreign key (checked before the commit)."""
+        assert self._dbapi is not None
+        problems = self._dbapi.cursor().execute("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise DatabaseError(
+                f"migration left {len(problems)} rows breaking foreign keys, e.g. {problems[0]}",
+                url=url,
+            )
+
+    def restore(self) -> None:
+        assert self._dbapi is not None
+        self._dbapi.cursor().execute("PRAGMA foreign_keys = ON")
+
+
+def video_history_statements(platform_id: str, video_id: str) -> tuple[Select[Any], Select[Any]]:
+    """The two queries of :meth:`RunStore.video_history` (the benchmark EXPLAINs them)."""
+    r, c = _RUNS.c, _COMPONENTS.c
+    runs = select(_RUNS).where(r.platform_id == platform_id, r.video_id == video_id)
+    rows = (
+        select(_COMPONENTS)
+        .where(c.platform_id == platform_id, c.video_id == video_id)
+        .order_by(c.id)
+    )
+    return runs, rows
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def _component_fields(row: ComponentRunRow) -> dict[str, Any]:
