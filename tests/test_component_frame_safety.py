@@ -20,6 +20,7 @@ from modelmanager.components import FrameSafety
 from modelmanager.components.frame_safety import BATCH_SIZE
 from modelmanager.components.imaging import resize_bilinear
 from modelmanager.db import RunStore
+from modelmanager.digest import hash_file
 from modelmanager.media import Sample, load_sample
 from modelmanager.prepare import PreparedModel, profile_document
 from modelmanager.runner import ComponentRequest, Runner
@@ -44,6 +45,24 @@ GOLDEN_NSFW = np.array(
         9.90124303e-04,
         2.23902776e-03,
         1.10408943e-03,
+    ],
+    np.float32,
+)
+# The L2 norm of each frame's 1024-d feature (Reshape:0 of the derived file), measured likewise.
+GOLDEN_FEATURE_NORM = np.array(
+    [
+        22.3601723,
+        23.4025764,
+        22.0607166,
+        22.3124924,
+        22.1601601,
+        23.0691204,
+        22.7752552,
+        20.8999844,
+        22.2199974,
+        22.8588676,
+        23.7143021,
+        24.3877583,
     ],
     np.float32,
 )
@@ -79,7 +98,7 @@ def run_safety(
     (entry,) = result.manifest.components
     if entry.artifact is None:
         return entry.status, {}, entry
-    arrays, _meta = read_artifact(tmp_path / "artifacts", entry.artifact, schema_version="1")
+    arrays, _meta = read_artifact(tmp_path / "artifacts", entry.artifact, schema_version="2")
     return entry.status, arrays, entry
 
 
@@ -103,12 +122,20 @@ def test_scores_on_the_sample(
     # Captions on gradients are safe: every frame scores < 0.5; in fact all are < 0.01 (max 0.0066).
     assert float(scores.max()) < 0.01
     np.testing.assert_allclose(scores, GOLDEN_NSFW, rtol=1e-4, atol=1e-7)
+    features = arrays["features"]
+    assert features.dtype == np.float32
+    assert features.shape == (len(sample.frames), 1024)
+    assert (features >= 0).all()  # pooled after a ReLU
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), GOLDEN_FEATURE_NORM, rtol=1e-4)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    assert float(unit[0] @ unit[2]) < 0.9  # a captioned frame is not the plain one (0.84)
 
 
-def test_identical_frames_get_identical_scores(
+def test_identical_frames_get_identical_scores_and_features(
     opennsfw: tuple[Path, list[PreparedModel]], sample: Sample
 ) -> None:
-    """Frame 0 twice (and frame 0 again in the second batch of 8): the same score each time."""
+    """Frame 0 twice (and frame 0 again in the second batch of 8): the same score and the
+    same feature each time, to the bit."""
     frames = np.concatenate([sample.frames[:1], sample.frames, sample.frames[:1]])
     mm = manager(opennsfw, "run-dup")
     assert mm.run_context is not None
@@ -123,9 +150,11 @@ def test_identical_frames_get_identical_scores(
         output = FrameSafety().process(request)
     finally:
         mm.close()
-    scores = output.arrays["nsfw_score"]
+    scores, features = output.arrays["nsfw_score"], output.arrays["features"]
     assert scores.shape == (14,)
     assert scores[0] == scores[1] == scores[13]
+    np.testing.assert_array_equal(features[0], features[1])
+    np.testing.assert_array_equal(features[0], features[13])
     np.testing.assert_allclose(scores[1:13], GOLDEN_NSFW, rtol=1e-4, atol=1e-7)
 
 
@@ -154,6 +183,41 @@ def test_wrong_frames_fail_the_component(
     )
     assert status == "failed"
     assert entry.error_code == "configuration_invalid"
+
+
+def test_the_wheels_file_without_the_feature_output_fails_the_component(
+    store: RunStore,
+    tmp_path: Path,
+    opennsfw: tuple[Path, list[PreparedModel]],
+    sample: Sample,
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    root, prepared = opennsfw
+    nsfw = next(m for m in prepared if m.name == "open-nsfw")
+    assert nsfw.expose_outputs == ("Reshape:0",)
+    assert nsfw.source_digest is not None
+    assert nsfw.source_digest != nsfw.weights_digest
+    model = onnx.load(str(root / nsfw.target))
+    kept = [o for o in model.graph.output if o.name != "Reshape:0"]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    plain = root / "open-nsfw-plain" / f"{tmp_path.name}.onnx"  # beside the session's models
+    plain.parent.mkdir(exist_ok=True)
+    onnx.save(model, str(plain))
+    document = profile_document(prepared)
+    document["components"]["frame_safety"]["classifier"].update(
+        weights_digest=hash_file(plain),
+        artifacts={"onnx_path": plain.relative_to(root).as_posix()},
+    )
+    mm = ModelManager(run_context("run-plain"), document, models_root=root)
+    result = Runner(mm, store, tmp_path / "artifacts").run(
+        [FrameSafety()], {"frames": sample.frames}
+    )
+    (entry,) = result.manifest.components
+    assert entry.status == "failed"
+    assert entry.error_code == "invalid_model_spec"
+    assert entry.error is not None
+    assert "Reshape:0" in entry.error
 
 
 def test_resize_bilinear() -> None:

