@@ -36,6 +36,7 @@ from ._cli_common import (
     stdout,
 )
 from .cli_db import profiles_app
+from .cli_gc import delete_video_command, gc_command, orphans_command
 from .cli_lint import lint_offline
 from .cli_models import licenses_app, models_app
 from .cli_run import run as run_command
@@ -332,6 +333,9 @@ app.command("lint-offline")(lint_offline)
 app.command("run")(run_command)
 app.add_typer(models_app, name="models")
 app.add_typer(licenses_app, name="licenses")
+app.command("gc")(gc_command)
+app.command("orphans")(orphans_command)
+app.command("delete-video")(delete_video_command)
 
 
 def main() -> None:
