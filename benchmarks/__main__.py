@@ -18,6 +18,7 @@ from rich.table import Table
 
 from . import (
     bench_first_hash,
+    bench_gc,
     bench_offline,
     bench_parallel,
     bench_resolve,
@@ -38,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], list[Result]]] = {
         bench_runtime_overhead,
         bench_runs,
         bench_offline,
+        bench_gc,
     )
 }
 

@@ -614,9 +614,13 @@ def find_orphans(
     artifact_root: str | os.PathLike[str],
     *,
     fix: bool = False,
+    videos: Iterable[tuple[str, str]] | None = None,
     progress: Progress | None = None,
 ) -> OrphanReport:
     """Compare the artifact root with the index, video by video; optionally fix both sides.
+
+    ``videos``: only these ``(platform_id, video_id)`` (default: every video in
+    the index or on disk, and stray files at the top two levels).
 
     Files of runs in progress (``running``/``collecting``, by the run id in their
     path) are neither orphans nor missing. A run's files under ``_tmp/<run_id>/``
@@ -633,10 +637,10 @@ def find_orphans(
     _check_root(root, bool(indexed))
     report = OrphanReport(fixed=fix)
     deletion = _Deletion(root)
-    on_disk = _videos_on_disk(root, deletion)
+    wanted = (set(indexed) | _videos_on_disk(root, deletion)) if videos is None else set(videos)
     invalidate: list[int] = []
     manifestless: list[str] = []
-    for platform_id, video_id in sorted(set(indexed) | on_disk):
+    for platform_id, video_id in sorted(wanted):
         runs, rows = store.video_history(platform_id, video_id)
         busy = {r.run_id for r in runs if r.status in ("running", "collecting")}
         known_runs = {r.run_id for r in runs}
@@ -675,6 +679,8 @@ def find_orphans(
             store.mark_collecting(manifestless, invalidate_row_ids=[])
             report.runs_collected = len(manifestless)
             for platform_id, video_id in store.collecting_videos():
+                if (platform_id, video_id) not in wanted:
+                    continue
                 runs, rows = store.video_history(platform_id, video_id)
                 plan = plan_video(
                     runs, rows, policy=RetentionPolicy(), now=_aware(None), only_collecting=True
