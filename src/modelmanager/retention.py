@@ -405,6 +405,14 @@ def _add_run_files(
 def _plan_files(root: Path, plan: VideoPlan) -> _Deletion:
     deletion = _Deletion(root)
     video = _video_dir(root, plan.platform_id, plan.video_id)
+    # No video directory: none of the layout's files exist (one stat instead of one per file).
+    if not video.is_dir():
+        prefix = f"{plan.platform_id}/{plan.video_id}/"
+        elsewhere = [p for p in plan.delete_paths if not p.startswith(prefix)]
+        for relpath in elsewhere:
+            with contextlib.suppress(ValueError):
+                deletion.add_file(resolve_relpath(root, relpath))
+        return deletion
     for relpath in plan.delete_paths:
         try:
             deletion.add_file(resolve_relpath(root, relpath))
@@ -506,10 +514,11 @@ def collect_garbage(
         deletion = _plan_files(root, plan)
         report.files += len(deletion.files)
         report.bytes_freed += deletion.bytes
-        report.temp_dirs += sum(
-            (_video_dir(root, platform_id, video_id) / TEMP_DIR_NAME / r).is_dir()
-            for r in (*plan.expired_temp_runs, *plan.going)
-        )
+        temp_area = _video_dir(root, platform_id, video_id) / TEMP_DIR_NAME
+        if temp_area.is_dir():
+            report.temp_dirs += sum(
+                (temp_area / r).is_dir() for r in (*plan.expired_temp_runs, *plan.going)
+            )
         if dry_run:
             continue
         batch.append((plan, deletion))

@@ -54,6 +54,8 @@ from sqlalchemy import (
     Interval,
     Row,
     Select,
+    String,
+    bindparam,
     delete,
     exc,
     func,
@@ -67,6 +69,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import BindParameter
 
 from modelmanager import offline
 from modelmanager.errors import DatabaseError, InvalidModelSpec, ModelManagerError
@@ -554,10 +557,10 @@ class RunStore:
         self, platform_id: str, video_id: str
     ) -> tuple[list[RunRow], list[ComponentRunRow]]:
         """Every run and component row of one video (``ix_runs_video``, ``ix_component_runs_video``)."""
-        runs_stmt, rows_stmt = video_history_statements(platform_id, video_id)
+        params = {"platform_id": platform_id, "video_id": video_id}
         with self._read("reading a video's history", video_id=video_id) as conn:
-            runs = [_run_row(row) for row in conn.execute(runs_stmt)]
-            rows = [_component_row(row) for row in conn.execute(rows_stmt)]
+            runs = [_run_row(row) for row in conn.execute(_VIDEO_RUNS, params)]
+            rows = [_component_row(row) for row in conn.execute(_VIDEO_ROWS, params)]
         return runs, rows
 
     def collecting_videos(self) -> list[tuple[str, str]]:
@@ -796,7 +799,9 @@ class _SqliteForeignKeysOff:
         self._dbapi.cursor().execute("PRAGMA foreign_keys = ON")
 
 
-def video_history_statements(platform_id: str, video_id: str) -> tuple[Select[Any], Select[Any]]:
+def video_history_statements(
+    platform_id: str | BindParameter[str], video_id: str | BindParameter[str]
+) -> tuple[Select[Any], Select[Any]]:
     """The two queries of :meth:`RunStore.video_history` (the benchmark EXPLAINs them)."""
     r, c = _RUNS.c, _COMPONENTS.c
     runs = select(_RUNS).where(r.platform_id == platform_id, r.video_id == video_id)
@@ -806,6 +811,12 @@ def video_history_statements(platform_id: str, video_id: str) -> tuple[Select[An
         .order_by(c.id)
     )
     return runs, rows
+
+
+# Built once, values bound per call: GC runs them for every video (compiled once, cached).
+_VIDEO_RUNS, _VIDEO_ROWS = video_history_statements(
+    bindparam("platform_id", type_=String()), bindparam("video_id", type_=String())
+)
 
 
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[list[Any]]:
