@@ -414,6 +414,7 @@ def test_delete_video_refuses_while_a_run_is_in_progress(history: History) -> No
     h.run("live", 1, status="running")
     with pytest.raises(DeletionBlocked, match="in progress"):
         delete_video(h.store, h.root, PLATFORM, VIDEO)
+    assert delete_video(h.store, h.root, PLATFORM, VIDEO, dry_run=True).runs == 1
     assert h.runs() == {"live"}
     forced = delete_video(h.store, h.root, PLATFORM, VIDEO, force=True)
     assert forced.runs == 1

@@ -793,7 +793,8 @@ def delete_video(
 
     Raises:
         InvalidRunContext: an id is not a path-safe name.
-        DeletionBlocked: a run of the video is in progress and ``force`` is not set.
+        DeletionBlocked: a run of the video is in progress and ``force`` is not set
+            (a dry run reports what would go regardless).
     """
     for name, value in (("platform_id", platform_id), ("video_id", video_id)):
         if not isinstance(value, str) or not _NAME.fullmatch(value):
@@ -806,7 +807,7 @@ def delete_video(
     runs, rows = store.video_history(platform_id, video_id)
     _check_root(root, bool(runs))
     running = [r.run_id for r in runs if r.status == "running"]
-    if running and not force:
+    if running and not force and not dry_run:
         raise DeletionBlocked(
             f"{len(running)} run(s) of {platform_id}/{video_id} are in progress "
             f"({', '.join(running[:3])}); nothing was deleted",
