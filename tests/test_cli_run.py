@@ -58,3 +58,33 @@ def test_run_with_a_missing_sample_is_bad_input(
     )
     assert result.exit_code == 2
     assert json.loads(result.output)["error_code"] == "configuration_invalid"
+
+
+def test_run_against_a_local_triton(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    args = ["run", str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    result = runner.invoke(app, [*args, "--runtime", "triton", "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.output)
+    assert [(c["component"], c["status"]) for c in manifest["components"]] == [
+        ("audio_vad", "ok"),
+        ("text_ocr", "ok"),
+        ("frame_safety", "ok"),
+    ]
+    runtimes = {u["runtime"] for c in manifest["components"] for u in c["models_used"]}
+    assert runtimes == {"triton"}
+
+
+def test_run_against_triton_needs_a_models_root(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    result = runner.invoke(
+        app, ["run", str(profile), str(REPO / "examples/sample"), "--runtime", "triton", "--json"]
+    )
+    assert result.exit_code == 2
+    assert json.loads(result.output)["error_code"] == "configuration_invalid"

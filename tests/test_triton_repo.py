@@ -482,3 +482,24 @@ def test_cli_build_repo_reports_a_mismatch(
     assert result.exit_code == 1
     assert "weights_digest_mismatch" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_scalars_and_model_metadata_in_the_config() -> None:
+    """A scalar input is declared [1] (Triton has no rank 0); the ONNX metadata, with its
+    newlines and non-ASCII text, comes back intact as string parameters."""
+    characters = "a\nb\n疗\n\"'\\"
+    text = render_config(
+        "vad",
+        inputs=[
+            TensorSpec(name="input", dtype="FP32", shape=(-1, -1)),
+            TensorSpec(name="sr", dtype="INT64", shape=()),
+        ],
+        outputs=[TensorSpec(name="output", dtype="FP32", shape=(-1, 1))],
+        versions=[1],
+        model_metadata={"character": characters, "note": "x"},
+    )
+    config = parse_config(text)
+    assert config.max_batch_size == 0
+    assert [(t.name, list(t.dims)) for t in config.input] == [("input", [-1, -1]), ("sr", [1])]
+    assert config.parameters["model_metadata.character"].string_value == characters
+    assert config.parameters["model_metadata.note"].string_value == "x"

@@ -1,17 +1,23 @@
 """``modelmanager run``: the main job — run the known components of a profile over a sample.
 
-    modelmanager run PROFILE SAMPLE_DIR [--models-root DIR] [--run-id ID] [--json]
+    modelmanager run PROFILE SAMPLE_DIR [--models-root DIR] [--runtime inprocess|triton]
+                                        [--run-id ID] [--json]
 
 Components run are those of :data:`modelmanager.components.REGISTRY` that the
 profile maps; the run index and artifacts are the embedded defaults (or
 ``MODELMANAGER_DATABASE_URL`` / ``MODELMANAGER_ARTIFACT_ROOT``). Running it a
 second time on the same sample and profile serves every component from the
-cache. Exit 0 when every component succeeded, 1 otherwise.
+cache. ``--runtime triton`` serves the profile's ONNX models from a local
+Triton server started for the run (:mod:`modelmanager.triton_local`); those
+components get their own signatures and cache keys. Exit 0 when every
+component succeeded, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import uuid
+from contextlib import ExitStack, nullcontext
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,27 +28,40 @@ from rich.table import Table
 from . import __version__
 from ._cli_common import JsonOption, ModelsRootOption, reported, stderr, stdout
 from .components import REGISTRY
-from .config import Settings
+from .config import Settings, require_models_root
 from .db import RunStore
 from .manager import ModelManager
 from .manifest import ComponentEntry
 from .media import load_sample
 from .runner import Component, Runner, RunResult
 from .sources import resolve_mapping
+from .triton_local import local_triton
 
 __all__ = ["run", "run_table"]
+
+
+class RuntimeChoice(StrEnum):
+    inprocess = "inprocess"
+    triton = "triton"
 
 
 def run(
     profile: Annotated[Path, typer.Argument(help="Profile YAML (e.g. from `models prepare`).")],
     sample: Annotated[Path, typer.Argument(help="Sample directory (frames.npz, sample.wav).")],
     models_root: ModelsRootOption = None,
+    runtime: Annotated[
+        RuntimeChoice,
+        typer.Option(
+            help="Where the ONNX models run: in this process, or in a local Triton server "
+            "started from the same profile for this run.",
+        ),
+    ] = RuntimeChoice.inprocess,
     run_id: Annotated[str | None, typer.Option(help="Default: a new random id.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the profile's components over a sample: cached, reproducible, with a manifest."""
     settings = Settings()
-    with reported(as_json):
+    with reported(as_json), ExitStack() as stack:
         mapping, source = resolve_mapping(profile_path=profile)
         components: list[Component] = [
             REGISTRY[name]() for name in mapping.components if name in REGISTRY
@@ -57,12 +76,17 @@ def run(
             "dataprocessor_version": __version__,
         }
         inputs = {"audio": media.audio, "sample_rate": media.sample_rate, "frames": media.frames}
-        with (
-            RunStore.open(settings.resolved_database_url) as store,
-            ModelManager(context, mapping, models_root=models_root, settings=settings) as mm,
-        ):
-            runner = Runner(mm, store, settings.resolved_artifact_root, mapping_source=str(source))
-            result = _run_with_progress(runner, components, inputs, quiet=as_json)
+        root = models_root if models_root is not None else settings.models_root
+        if runtime is RuntimeChoice.triton:
+            starting = nullcontext() if as_json else stderr.status("starting a local Triton server")
+            with starting:
+                mapping = stack.enter_context(local_triton(mapping, require_models_root(root)))
+        store = stack.enter_context(RunStore.open(settings.resolved_database_url))
+        mm = stack.enter_context(
+            ModelManager(context, mapping, models_root=root, settings=settings)
+        )
+        runner = Runner(mm, store, settings.resolved_artifact_root, mapping_source=str(source))
+        result = _run_with_progress(runner, components, inputs, quiet=as_json)
     if as_json:
         stdout.print_json(data=result.manifest.model_dump(mode="json"))
     else:

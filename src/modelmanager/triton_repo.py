@@ -18,6 +18,10 @@ backend, such as the CPU ``tritonserver`` of the nvidia-pytriton wheel::
                                    version_policy { specific { versions: [...] } }
                                    listing exactly the pinned versions;
                                    parameters { key: "preprocess_preset" ... } (R-RT-6)
+                                   parameters { key: "model_metadata.<k>" ... } one per
+                                   metadata_props entry of the ONNX file (a
+                                   recognizer's character set, say), which
+                                   the Triton handle reads back
         <version>/                 one per pinned triton.model_version (1, 2, ...)
           model.onnx               copy of the verified artifacts.onnx_path
           model.py                 TritonPythonModel running model.onnx with onnxruntime
@@ -47,7 +51,7 @@ import re
 import shutil
 import sysconfig
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +64,8 @@ from .errors import (
     WeightsDigestMismatch,
 )
 from .locate import about, inside_root, real_path
+from .runtimes.base import MODEL_METADATA_PREFIX
+from .runtimes.onnx import describe_onnx
 from .spec import ResolvedMapping, ResolvedModelSpec, TensorSpec
 
 __all__ = [
@@ -74,6 +80,10 @@ logger = logging.getLogger(__name__)
 
 BATCH_MAX_SIZE = 64
 """``max_batch_size`` of a model whose every input and output is batched (``[-1, ...]``)."""
+
+SCALAR_DIMS = "    dims: [ 1 ]\n"
+"""Triton has no rank-0 tensors: a scalar is declared [1]; the generated model.py hands it
+to onnxruntime as the scalar the ONNX file declares."""
 
 # A Triton model name is also a directory name in the repository.
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -200,6 +210,7 @@ def render_config(
     outputs: Sequence[TensorSpec],
     versions: Sequence[int],
     preprocess_preset: str | None = None,
+    model_metadata: Mapping[str, str] | None = None,
 ) -> str:
     """The ``config.pbtxt`` of one model of the repository (see the module docstring).
 
@@ -209,6 +220,8 @@ def render_config(
         outputs: its outputs.
         versions: the versions the server loads (``version_policy.specific``).
         preprocess_preset: carried as the string parameter ``preprocess_preset``.
+        model_metadata: the ONNX file's metadata, carried as string parameters
+            ``model_metadata.<key>`` (:data:`MODEL_METADATA_PREFIX`).
     """
     # Batching needs a batch dim on every tensor and at least one dim besides it.
     tensors = [*inputs, *outputs]
@@ -223,11 +236,12 @@ def render_config(
         blocks = []
         for tensor in group:
             dims = tensor.shape[1:] if batched else tensor.shape
+            shape = f"    dims: [ {', '.join(map(str, dims))} ]\n" if dims else SCALAR_DIMS
             blocks.append(
                 "  {\n"
                 f"    name: {_quote(tensor.name)}\n"
                 f"    data_type: {_TYPE_NAMES[tensor.dtype]}\n"
-                f"    dims: [ {', '.join(map(str, dims))} ]\n"
+                f"{shape}"
                 "  }"
             )
         lines.append(",\n".join(blocks))
@@ -237,12 +251,12 @@ def render_config(
         lines.append("dynamic_batching { }")
     numbers = ", ".join(str(v) for v in sorted(versions))
     lines.append(f"version_policy: {{ specific: {{ versions: [ {numbers} ] }} }}")
-    if preprocess_preset is not None:
+    parameters = {} if preprocess_preset is None else {"preprocess_preset": preprocess_preset}
+    for key, value in sorted((model_metadata or {}).items()):
+        parameters[MODEL_METADATA_PREFIX + key] = value
+    for key, value in parameters.items():
         lines.append(
-            "parameters {\n"
-            '  key: "preprocess_preset"\n'
-            f"  value {{ string_value: {_quote(preprocess_preset)} }}\n"
-            "}"
+            f"parameters {{\n  key: {_quote(key)}\n  value {{ string_value: {_quote(value)} }}\n}}"
         )
     return "\n".join(lines) + "\n"
 
@@ -299,6 +313,8 @@ class TritonPythonModel:
             path, sess_options=options, providers=["CPUExecutionProvider"]
         )
         self.output_names = [name for name, _ in self.outputs]
+        # Triton carries a scalar as [1]; the ONNX file wants rank 0.
+        self.scalars = {{i.name for i in self.session.get_inputs() if len(i.shape) == 0}}
 
     def execute(self, requests):
         responses = []
@@ -308,6 +324,8 @@ class TritonPythonModel:
                     name: pb_utils.get_input_tensor_by_name(request, name).as_numpy()
                     for name in self.inputs
                 }}
+                for name in self.scalars.intersection(feeds):
+                    feeds[name] = feeds[name].reshape(())
                 results = self.session.run(self.output_names, feeds)
                 tensors = [
                     pb_utils.Tensor(name, np.ascontiguousarray(result, dtype=dtype))
@@ -441,9 +459,28 @@ def _write_model(directory: Path, model: _Model) -> None:
         outputs=model.outputs,
         versions=[v.number for v in model.versions],
         preprocess_preset=model.preprocess_preset,
+        model_metadata=_shared_metadata(directory, model),
     )
     _write_text(directory / "config.pbtxt", config)
     _fsync_dir(directory)
+
+
+def _shared_metadata(directory: Path, model: _Model) -> dict[str, str]:
+    """The ONNX metadata of the model's versions (copied under ``directory``), which must agree."""
+    first: dict[str, str] | None = None
+    for version in model.versions:
+        metadata = describe_onnx(directory / str(version.number) / "model.onnx").metadata
+        if first is None:
+            first = metadata
+        elif metadata != first:
+            raise _conflict(
+                version.spec,
+                "artifacts.onnx_path",
+                f"Triton model {model.name!r}: the ONNX metadata of version {version.number} "
+                f"differs from that of version {model.versions[0].number}; the versions of one "
+                "model share their config, and with it the metadata",
+            )
+    return first or {}
 
 
 def _copy_verified(source: Path, target: Path, expected: str) -> None:

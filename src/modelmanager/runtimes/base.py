@@ -29,6 +29,10 @@ __all__ = [
     "check_io",
 ]
 
+MODEL_METADATA_PREFIX = "model_metadata."
+"""A Triton config parameter named with this prefix carries one ``metadata_props`` entry
+of the served ONNX file (written by :mod:`modelmanager.triton_repo`)."""
+
 Tensors = Mapping[str, Any]
 """Named arrays (numpy) in and out of a model."""
 

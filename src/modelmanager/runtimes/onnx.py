@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from modelmanager.spec import ResolvedModelSpec, TensorSpec
 
 from .base import Health, RuntimeMetadata, Tensors, check_io
 
-__all__ = ["OnnxRuntime", "providers_for"]
+__all__ = ["OnnxDescription", "OnnxRuntime", "describe_onnx", "providers_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,38 @@ class OnnxRuntime:
 
     def close(self) -> None:
         self._session = None
+
+
+@dataclass(frozen=True, slots=True)
+class OnnxDescription:
+    """An ONNX file's I/O as onnxruntime reports them, and its ``metadata_props``."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    metadata: dict[str, str]
+
+
+def describe_onnx(path: Path) -> OnnxDescription:
+    """Open ``path`` in a CPU session once to read its I/O and metadata (a free dim is -1).
+
+    Raises:
+        OnnxRuntimeMissing: onnxruntime is not installed.
+        ModelLoadFailed: onnxruntime cannot load the file.
+    """
+    ort = _import_onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own pybind classes
+        raise ModelLoadFailed(f"onnxruntime cannot load {path}: {exc}", path=str(path)) from exc
+    return OnnxDescription(
+        inputs=tuple(_tensor(t) for t in session.get_inputs()),
+        outputs=tuple(_tensor(t) for t in session.get_outputs()),
+        metadata=dict(session.get_modelmeta().custom_metadata_map),
+    )
 
 
 def _import_onnxruntime() -> Any:

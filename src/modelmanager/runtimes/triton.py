@@ -29,7 +29,7 @@ from modelmanager.errors import (
 )
 from modelmanager.spec import ResolvedModelSpec, TensorSpec, TritonTarget
 
-from .base import Health, RuntimeMetadata, Tensors, check_io
+from .base import MODEL_METADATA_PREFIX, Health, RuntimeMetadata, Tensors, check_io
 
 __all__ = ["TritonRuntime"]
 
@@ -67,6 +67,9 @@ class TritonRuntime:
         self._requested: list[Any] = []
         self._output_names = [t.name for t in self.target.outputs]
         self._input_types = {t.name: t.dtype for t in self.target.inputs}
+        # Triton has no rank-0 tensors: a scalar input travels as [1] (the repository's
+        # model.py hands it to the model as a scalar; see triton_repo.SCALAR_DIMS).
+        self._scalars = {t.name for t in self.target.inputs if t.shape == ()}
         self._metadata: RuntimeMetadata | None = None
 
     @property
@@ -124,13 +127,15 @@ class TritonRuntime:
             metadata = client.get_model_metadata(name, version, **self._as_json())
             config = client.get_model_config(name, version, **self._as_json())
         config = config.get("config", config)
-        inputs = tuple(_tensor(t) for t in metadata.get("inputs", []))
+        inputs = tuple(
+            t.model_copy(update={"shape": ()}) if t.name in self._scalars and t.shape == (1,) else t
+            for t in (_tensor(t) for t in metadata.get("inputs", []))
+        )
         outputs = tuple(_tensor(t) for t in metadata.get("outputs", []))
         check_io(self.spec, "triton.", self.target.inputs, inputs, "inputs")
         check_io(self.spec, "triton.", self.target.outputs, outputs, "outputs")
-        served_preset = (
-            config.get("parameters", {}).get("preprocess_preset", {}).get("string_value")
-        )
+        parameters = config.get("parameters", {})
+        served_preset = parameters.get("preprocess_preset", {}).get("string_value")
         if served_preset != self.target.preprocess_preset:
             raise InvalidModelSpec(
                 f"{self._where}: the server's preprocess_preset is {served_preset!r}, "
@@ -149,6 +154,11 @@ class TritonRuntime:
                 "platform": metadata.get("platform") or config.get("backend"),
                 "served_versions": metadata.get("versions", []),
                 "preprocess_preset": served_preset,
+            },
+            model_metadata={
+                key.removeprefix(MODEL_METADATA_PREFIX): value.get("string_value", "")
+                for key, value in parameters.items()
+                if key.startswith(MODEL_METADATA_PREFIX)
             },
         )
 
@@ -181,7 +191,8 @@ class TritonRuntime:
             raise TritonInferFailed(f"{self._where}: the runtime is not open", **self._fields())
         try:
             request = []
-            for name, array in inputs.items():
+            for name, value in inputs.items():
+                array = value.reshape(1) if name in self._scalars and value.ndim == 0 else value
                 tensor = module.InferInput(name, array.shape, self._input_types.get(name, "FP32"))
                 tensor.set_data_from_numpy(array)  # refuses a dtype other than the declared one
                 request.append(tensor)
