@@ -124,3 +124,36 @@ def test_in_process_and_via_triton(
         assert [(c.status, c.cache_hit) for c in again.manifest.components] == [
             ("cached", True)
         ] * 3
+
+
+def test_changing_one_models_precision_reruns_only_its_component(
+    real_models: tuple[Path, list[PreparedModel]],
+    sample: Sample,
+    tmp_path: Path,
+) -> None:
+    root, prepared = real_models
+    document = profile_document(prepared)
+    artifacts = tmp_path / "artifacts"
+    with RunStore.open(f"sqlite:///{tmp_path / 'index.sqlite3'}") as store:
+        first, _ = run_all(parse_mapping(document), root, store, artifacts, sample)
+        half = next(m for m in prepared if m.precision == "fp16")
+        document["components"]["audio_vad"]["vad"].update(
+            model_name=half.name,
+            weights_digest=half.weights_digest,
+            precision="fp16",
+            artifacts={"onnx_path": half.target},
+        )
+        second, outputs = run_all(parse_mapping(document), root, store, artifacts, sample)
+    assert [(c.component, c.status) for c in second.manifest.components] == [
+        ("audio_vad", "ok"),
+        ("text_ocr", "cached"),
+        ("frame_safety", "cached"),
+    ]
+    before = {c.component: c.model_signature for c in first.manifest.components}
+    after = {c.component: c.model_signature for c in second.manifest.components}
+    assert before["audio_vad"] != after["audio_vad"]
+    assert (before["text_ocr"], before["frame_safety"]) == (
+        after["text_ocr"],
+        after["frame_safety"],
+    )
+    check_outputs(outputs, sample)  # the half-precision VAD finds the same speech
