@@ -39,20 +39,3 @@ def test_example_models_run_in_onnxruntime() -> None:
     (features,) = session.run(None, {"pixels": np.ones((2, 3, 8, 8), np.float32)})
     assert features.shape == (2, 16)
 
-
-def test_run_example_second_run_is_all_cache_hits(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "MODELMANAGER_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "run_example.py"), "--run-id", "t"],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    first, second = done.stdout.split("second run")
-    assert first.count("│ ok") == 2
-    assert second.count("│ cached │ yes") == 2
-    assert (tmp_path / "modelmanager.sqlite3").is_file()
-    assert len(list((tmp_path / "artifacts").rglob("*.npz"))) == 2
