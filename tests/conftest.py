@@ -165,3 +165,23 @@ def real_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[An
         mp.setenv("XDG_CACHE_HOME", str(base / "home" / ".cache"))
         prepared = prepare_models(EXAMPLES / "models.yaml", base / "root")
     return base / "root", prepared
+
+
+def with_modified_model(
+    real_models: tuple[Path, list[Any]], component: str, role: str, model: Any, tag: str
+) -> dict[str, Any]:
+    """The real models' profile with ``component/role`` mapped to ``model`` (an ONNX proto),
+    saved beside the session's models under a name unique to ``tag`` (a test's tmp dir name)."""
+    import onnx
+
+    from modelmanager.prepare import profile_document
+
+    root, prepared = real_models
+    path = root / "modified" / f"{component}.{role}.{tag}.onnx"
+    path.parent.mkdir(exist_ok=True)
+    onnx.save(model, str(path))
+    document = profile_document(prepared)
+    document["components"][component][role].update(
+        weights_digest=hash_file(path), artifacts={"onnx_path": path.relative_to(root).as_posix()}
+    )
+    return document

@@ -20,12 +20,11 @@ from modelmanager.components import FrameSafety
 from modelmanager.components.frame_safety import BATCH_SIZE
 from modelmanager.components.imaging import resize_bilinear
 from modelmanager.db import RunStore
-from modelmanager.digest import hash_file
 from modelmanager.media import Sample, load_sample
 from modelmanager.prepare import PreparedModel, profile_document
 from modelmanager.runner import ComponentRequest, Runner
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, with_modified_model
 from .runner_components import run_context
 
 # Measured once with this component (bilinear 224×224, BGR minus means, batches of 8)
@@ -201,14 +200,7 @@ def test_the_wheels_file_without_the_feature_output_fails_the_component(
     kept = [o for o in model.graph.output if o.name != "Reshape:0"]
     del model.graph.output[:]
     model.graph.output.extend(kept)
-    plain = root / "open-nsfw-plain" / f"{tmp_path.name}.onnx"  # beside the session's models
-    plain.parent.mkdir(exist_ok=True)
-    onnx.save(model, str(plain))
-    document = profile_document(prepared)
-    document["components"]["frame_safety"]["classifier"].update(
-        weights_digest=hash_file(plain),
-        artifacts={"onnx_path": plain.relative_to(root).as_posix()},
-    )
+    document = with_modified_model(opennsfw, "frame_safety", "classifier", model, tmp_path.name)
     mm = ModelManager(run_context("run-plain"), document, models_root=root)
     result = Runner(mm, store, tmp_path / "artifacts").run(
         [FrameSafety()], {"frames": sample.frames}

@@ -20,12 +20,11 @@ from modelmanager.artifacts import read_artifact
 from modelmanager.components import TextOCR
 from modelmanager.components.text_ocr import ctc_decode, detect_boxes
 from modelmanager.db import RunStore
-from modelmanager.digest import hash_file
 from modelmanager.media import Sample, load_sample
 from modelmanager.prepare import PreparedModel, profile_document
 from modelmanager.runner import Runner
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, with_modified_model
 from .runner_components import run_context
 
 # Measured once with this component on examples/sample (onnxruntime CPU, fp32), per
@@ -116,14 +115,7 @@ def test_a_recognizer_without_its_character_set_fails_the_component(
     rec = next(m for m in prepared if m.name == "ppocr-v4-rec")
     model = onnx.load(str(root / rec.target))
     del model.metadata_props[:]
-    stripped = root / "rec-stripped" / f"{tmp_path.name}.onnx"  # beside the session's models
-    stripped.parent.mkdir(exist_ok=True)
-    onnx.save(model, str(stripped))
-    document = profile_document(prepared)
-    document["components"]["text_ocr"]["recognizer"].update(
-        weights_digest=hash_file(stripped),
-        artifacts={"onnx_path": stripped.relative_to(root).as_posix()},
-    )
+    document = with_modified_model(real_models, "text_ocr", "recognizer", model, tmp_path.name)
     status, _, entry = run_ocr(store, tmp_path, real_models, sample.frames[:1], document=document)
     assert status == "failed"
     assert entry.error_code == "invalid_model_spec"

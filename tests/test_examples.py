@@ -38,4 +38,3 @@ def test_example_models_run_in_onnxruntime() -> None:
     session = ort.InferenceSession(EXAMPLES / "models/frame-encoder/1.0.0/model.onnx")
     (features,) = session.run(None, {"pixels": np.ones((2, 3, 8, 8), np.float32)})
     assert features.shape == (2, 16)
-

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from modelmanager.errors import ConfigurationInvalid, InvalidModelSpec
+from modelmanager.errors import InvalidModelSpec
 from modelmanager.runner import ComponentOutput, ComponentRequest
 
-from .imaging import resize_bilinear
+from .imaging import resize_bilinear, rgb_frames
 
 __all__ = [
     "BATCH_SIZE",
@@ -82,12 +82,7 @@ class FrameSafety:
     roles: Sequence[str] = ("classifier",)
 
     def process(self, request: ComponentRequest) -> ComponentOutput:
-        frames = np.asarray(request.inputs["frames"])
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ConfigurationInvalid(
-                f"frame_safety needs uint8 RGB frames [N, H, W, 3], "
-                f"got {frames.dtype} {list(frames.shape)}"
-            )
+        frames = rgb_frames(request.inputs["frames"], self.name)
         handle = request.runtimes["classifier"]
         outputs = {t.name for t in handle.metadata().outputs}
         if FEATURE_OUTPUT not in outputs:

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["resize_bilinear"]
+from modelmanager.errors import ConfigurationInvalid
+
+__all__ = ["resize_bilinear", "rgb_frames"]
+
+
+def rgb_frames(value: Any, component: str) -> NDArray[np.uint8]:
+    """``value`` as uint8 RGB frames [N, H, W, 3], or the error naming what it is instead."""
+    frames = np.asarray(value)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ConfigurationInvalid(
+            f"{component} needs uint8 RGB frames [N, H, W, 3], "
+            f"got {frames.dtype} {list(frames.shape)}"
+        )
+    return frames
 
 
 def resize_bilinear(frame: NDArray[np.uint8], height: int, width: int) -> NDArray[np.float32]:

@@ -52,11 +52,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from modelmanager.errors import ConfigurationInvalid, InvalidModelSpec
+from modelmanager.errors import InvalidModelSpec
 from modelmanager.runner import ComponentOutput, ComponentRequest
 from modelmanager.runtimes import Runtime
 
-from .imaging import resize_bilinear
+from .imaging import resize_bilinear, rgb_frames
 
 __all__ = ["PREPROCESS_ID", "Box", "TextOCR", "ctc_decode", "detect_boxes"]
 
@@ -172,12 +172,7 @@ class TextOCR:
     roles: Sequence[str] = ("detector", "classifier", "recognizer")
 
     def process(self, request: ComponentRequest) -> ComponentOutput:
-        frames = np.asarray(request.inputs["frames"])
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ConfigurationInvalid(
-                f"text_ocr needs uint8 RGB frames [N, H, W, 3], "
-                f"got {frames.dtype} {list(frames.shape)}"
-            )
+        frames = rgb_frames(request.inputs["frames"], self.name)
         recognizer = request.runtimes["recognizer"]
         characters = _character_set(recognizer)
         boxes = self._detect(request.runtimes["detector"], frames)
