@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from modelmanager import ModelManager
+from modelmanager import ModelManager, resolve_mapping
 from modelmanager.artifacts import read_artifact
 from modelmanager.components import REGISTRY
 from modelmanager.db import RunStore
@@ -157,3 +157,21 @@ def test_changing_one_models_precision_reruns_only_its_component(
         after["frame_safety"],
     )
     check_outputs(outputs, sample)  # the half-precision VAD finds the same speech
+
+
+def test_local_triton_serves_only_the_in_process_entries(tmp_path: Path) -> None:
+    """The example profile's own Triton entry (scene_score) keeps its server; the repository
+    holds exactly the in-process ONNX entries, which answer on the local server."""
+    mapping, _ = resolve_mapping(profile_path=EXAMPLES / "profile.yaml")
+    with local_triton(mapping, EXAMPLES / "models", work_dir=tmp_path) as served:
+        repository = sorted(p.name for p in (tmp_path / "repository").iterdir())
+        assert repository == ["frame_features.encoder", "text_ocr.detector", "text_ocr.recognizer"]
+        scene = served.components["scene_score"]["scorer"]
+        assert scene == mapping.components["scene_score"]["scorer"]
+        encoder = served.components["frame_features"]["encoder"]
+        assert encoder.runtime == "triton"
+        assert encoder.triton is not None
+        assert encoder.triton.preprocess_preset == "frame-resize-8x8@1"
+        with ModelManager(None, served, models_root=EXAMPLES / "models") as mm:
+            out = mm.get_runtime(encoder)({"pixels": np.ones((2, 3, 8, 8), np.float32)})
+        assert out["features"].shape == (2, 16)

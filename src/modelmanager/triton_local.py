@@ -12,7 +12,9 @@ on free loopback ports, and yields the mapping bound to it.
 Everything else of an entry stays (name, version, digest, precision, device),
 so a component's ``models_used`` differs only in ``runtime``: its signature and
 cache keys are those of a Triton run, never confused with the in-process ones.
-Entries of other engines (torch) and existing Triton entries are left as they are.
+Entries of other engines (torch) and the mapping's own Triton entries are left
+as they are, and stay out of the local repository. Each ONNX file is opened
+once, to read its inputs and outputs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .locate import about, inside_root, real_path
 from .runtimes.onnx import describe_onnx
@@ -38,7 +41,54 @@ def served_by_triton(mapping: ResolvedMapping, models_root: Path, grpc_url: str)
         ModelLoadFailed: an ONNX file cannot be opened to read its inputs and outputs.
         InvalidModelSpec: an entry's ``artifacts.onnx_path`` leaves ``models_root``.
     """
+    document, _ = _served_document(mapping, models_root, grpc_url)
+    return parse_mapping(document, source=_source(mapping))
+
+
+@contextmanager
+def local_triton(
+    mapping: ResolvedMapping, models_root: Path, *, work_dir: Path | None = None
+) -> Iterator[ResolvedMapping]:
+    """Build the repository of ``mapping``'s ONNX entries, serve it, yield the served mapping.
+
+    Only the entries turned into Triton entries go into the repository; the
+    mapping's own Triton entries keep their servers. The repository and the
+    server's log go under ``work_dir`` (default: a temporary directory removed
+    afterwards); the server stops on exit.
+
+    Raises:
+        ModelMappingMissing: the mapping has no in-process ONNX entry to serve.
+        WeightsDigestMismatch, ModelArtifactMissing: a file is not the pinned one.
+        TritonUnavailable: the server did not start (its log's errors are in the message).
+    """
+    models_root = Path(models_root).absolute()
+    # The repository does not depend on the endpoint: bind it once the server has its ports.
+    document, served = _served_document(mapping, models_root, grpc_url="127.0.0.1:1")
+    ours = {
+        "format_version": document["format_version"],
+        "profile": document["profile"],
+        "components": {
+            c: {r: e for r, e in roles.items() if (c, r) in served}
+            for c, roles in document["components"].items()
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="modelmanager-triton-") as scratch:
+        base = Path(scratch) if work_dir is None else Path(work_dir)
+        repository = base / "repository"
+        build_repository(parse_mapping(ours), models_root, repository, force=True)
+        with TritonServer(repository, work_dir=base / "server") as server:
+            for component, role in served:
+                document["components"][component][role]["triton"]["grpc_url"] = server.grpc_url
+            yield parse_mapping(document, source=_source(mapping))
+
+
+def _served_document(
+    mapping: ResolvedMapping, models_root: Path, grpc_url: str
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The mapping's document with its in-process ONNX entries made Triton entries, and
+    which (component, role) entries those are."""
     document = mapping.to_json_dict()
+    served = []
     real_root = real_path(models_root)
     for spec in mapping.iter_specs():
         if spec.runtime != "inprocess" or spec.engine != "onnx" or spec.artifacts.onnx_path is None:
@@ -61,33 +111,9 @@ def served_by_triton(mapping: ResolvedMapping, models_root: Path, grpc_url: str)
             "outputs": [t.model_dump(mode="json") for t in described.outputs],
             "preprocess_preset": spec.artifacts.preprocess_id,
         }
-    return parse_mapping(document, source=f"{mapping.profile or 'mapping'} served by Triton")
+        served.append((spec.component_name, spec.role))
+    return document, served
 
 
-@contextmanager
-def local_triton(
-    mapping: ResolvedMapping, models_root: Path, *, work_dir: Path | None = None
-) -> Iterator[ResolvedMapping]:
-    """Build the repository of ``mapping``'s ONNX entries, serve it, yield the served mapping.
-
-    The repository and the server's log go under ``work_dir`` (default: a
-    temporary directory removed afterwards); the server stops on exit.
-
-    Raises:
-        ModelMappingMissing: the mapping has no in-process ONNX entry to serve.
-        WeightsDigestMismatch, ModelArtifactMissing: a file is not the pinned one.
-        TritonUnavailable: the server did not start (its log's errors are in the message).
-    """
-    models_root = Path(models_root).absolute()
-    with tempfile.TemporaryDirectory(prefix="modelmanager-triton-") as scratch:
-        base = Path(scratch) if work_dir is None else Path(work_dir)
-        repository = base / "repository"
-        # The repository does not depend on the endpoint: bind it once the server has ports.
-        build_repository(
-            served_by_triton(mapping, models_root, "127.0.0.1:8001"),
-            models_root,
-            repository,
-            force=True,
-        )
-        with TritonServer(repository, work_dir=base / "server") as server:
-            yield served_by_triton(mapping, models_root, server.grpc_url)
+def _source(mapping: ResolvedMapping) -> str:
+    return f"{mapping.profile or 'mapping'} served by Triton"
