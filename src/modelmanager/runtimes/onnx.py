@@ -128,23 +128,22 @@ class OnnxRuntime:
                 device=spec.device,
                 provider=wanted,
             )
-        inputs = tuple(_tensor(t) for t in session.get_inputs())
-        outputs = tuple(_tensor(t) for t in session.get_outputs())
-        check_io(spec, "", spec.inputs, inputs, "inputs")
-        check_io(spec, "", spec.outputs, outputs, "outputs")
-        self._output_names = [t.name for t in outputs]
+        described = _description(session)
+        check_io(spec, "", spec.inputs, described.inputs, "inputs")
+        check_io(spec, "", spec.outputs, described.outputs, "outputs")
+        self._output_names = [t.name for t in described.outputs]
         self._metadata = RuntimeMetadata(
             runtime="inprocess",
             engine=spec.engine,
             device=spec.device,
-            inputs=inputs,
-            outputs=outputs,
+            inputs=described.inputs,
+            outputs=described.outputs,
             details={
                 "provider": wanted,
                 "onnxruntime": ort.__version__,
                 "load_ms": round((time.perf_counter() - started) * 1000, 3),
             },
-            model_metadata=dict(session.get_modelmeta().custom_metadata_map),
+            model_metadata=described.metadata,
         )
         self._session = session
         logger.debug("opened %s on %s", self.model_path, wanted)
@@ -212,6 +211,10 @@ def describe_onnx(path: Path) -> OnnxDescription:
         )
     except Exception as exc:  # onnxruntime raises its own pybind classes
         raise ModelLoadFailed(f"onnxruntime cannot load {path}: {exc}", path=str(path)) from exc
+    return _description(session)
+
+
+def _description(session: Any) -> OnnxDescription:
     return OnnxDescription(
         inputs=tuple(_tensor(t) for t in session.get_inputs()),
         outputs=tuple(_tensor(t) for t in session.get_outputs()),
