@@ -2,7 +2,7 @@
 
 Measured, alternating, median of the repetitions (GB/s):
 
-* ours: ``modelmanager.digest.hash_file(path)``, the first-hash path;
+* ours: ``modelmanager.weights.digest.hash_file(path)``, the first-hash path;
 * ours: ``Digester(None).digest(path)``, what users call (adds stat and bookkeeping);
 * baseline: ``hashlib.file_digest(f, "sha256")``, the direct library call;
 * yardstick: ``openssl dgst -sha256 path`` in a subprocess.
@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from modelmanager.digest import Digester, hash_file
+from modelmanager.weights.digest import Digester, hash_file
 
 from .harness import Result, Workspace, gb_per_s, interleaved, median, size_text
 

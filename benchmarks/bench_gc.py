@@ -38,11 +38,11 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
-from modelmanager.artifacts import artifact_relpath, manifest_relpath
-from modelmanager.db import RunStore
-from modelmanager.db.models import Base
-from modelmanager.db.store import video_history_statements
+from modelmanager.index import RunStore
+from modelmanager.index.models import Base
+from modelmanager.index.store import video_history_statements
 from modelmanager.retention import collect_garbage, delete_video, find_orphans
+from modelmanager.store.artifacts import artifact_relpath, manifest_relpath
 
 from .harness import Result, Workspace
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from modelmanager.digest import Digester
+from modelmanager.weights.digest import Digester
 
 from .harness import OthersCpu, Result, Workspace, interleaved, median, size_text
 

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelmanager.digest import DigestCache, Digester, hash_file
 from modelmanager.manager import ModelManager
-from modelmanager.spec import ResolvedMapping, parse_mapping
+from modelmanager.mapping.spec import ResolvedMapping, parse_mapping
+from modelmanager.weights.digest import DigestCache, Digester, hash_file
 
 from .harness import Result, Workspace, interleaved, median, set_mtime_in_past
 

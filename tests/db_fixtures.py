@@ -10,7 +10,7 @@
   the test. Unreachable PostgreSQL skips the parameter with the reason (and
   under ``CI=true`` the project's conftest turns that skip into a failure).
 
-``store`` is a :class:`~modelmanager.db.RunStore` opened (and migrated) on it.
+``store`` is a :class:`~modelmanager.index.RunStore` opened (and migrated) on it.
 conftest.py imports both: ``from .db_fixtures import store, store_url``.
 """
 
@@ -28,8 +28,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, exc, make_url, text
 from sqlalchemy.pool import NullPool
 
-from modelmanager.db import ComponentRunRow, RunStore
-from modelmanager.spec import RunContext
+from modelmanager.index import ComponentRunRow, RunStore
+from modelmanager.mapping.spec import RunContext
 
 __all__ = [
     "POSTGRES_URL",

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from modelmanager import ModelManager, load_document
-from modelmanager.db import RunStore
-from modelmanager.runner import ComponentOutput, ComponentRequest, Runner
+from modelmanager.index import RunStore
+from modelmanager.run.runner import ComponentOutput, ComponentRequest, Runner
 
 from .conftest import EXAMPLES
 

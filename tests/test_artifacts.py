@@ -31,7 +31,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from pydantic import ValidationError
 
-from modelmanager.artifacts import (
+from modelmanager.errors import ArtifactInvalid
+from modelmanager.mapping.spec import ModelUsed
+from modelmanager.store.artifacts import (
     ARTIFACT_FORMAT,
     META_KEY,
     ArtifactCheck,
@@ -46,8 +48,6 @@ from modelmanager.artifacts import (
     utc_timestamp,
     write_artifact,
 )
-from modelmanager.errors import ArtifactInvalid
-from modelmanager.spec import ModelUsed
 
 GOLDEN_META = Path(__file__).parent / "golden" / "artifact_meta.json"
 REL = artifact_relpath("youtube", "vid-001", "text_ocr", "run-001")
@@ -390,7 +390,7 @@ _CHILD = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from modelmanager.artifacts import ArtifactMeta, write_artifact
+    from modelmanager.store.artifacts import ArtifactMeta, write_artifact
 
     meta = ArtifactMeta.model_validate_json(sys.argv[3])
     big = np.ones(200 * 2**20 // 8)  # 200 MiB

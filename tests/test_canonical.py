@@ -10,7 +10,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelmanager.canonical import CanonicalJsonError, canonical_json, sha256_tagged
+from modelmanager.mapping.canonical import CanonicalJsonError, canonical_json, sha256_tagged
 
 SAFE = 2**53 - 1
 scalars = st.none() | st.booleans() | st.integers(-SAFE, SAFE) | st.text()

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelmanager.cli import app
-from modelmanager.prepare import write_profile
+from modelmanager.tools.prepare import write_profile
 
 from .conftest import REPO
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelmanager.cli import app
-from modelmanager.db import RunStore
+from modelmanager.index import RunStore
 
 from .conftest import EXAMPLES
 from .runner_components import FrameFeatures, SceneStats, frames, make_runner, mapping

@@ -15,14 +15,14 @@ import pytest
 from numpy.typing import NDArray
 
 from modelmanager import ModelManager
-from modelmanager.artifacts import read_artifact
 from modelmanager.components import FrameSafety
 from modelmanager.components.frame_safety import BATCH_SIZE
 from modelmanager.components.imaging import resize_bilinear
-from modelmanager.db import RunStore
-from modelmanager.media import Sample, load_sample
-from modelmanager.prepare import PreparedModel, profile_document
-from modelmanager.runner import ComponentRequest, Runner
+from modelmanager.index import RunStore
+from modelmanager.run.runner import ComponentRequest, Runner
+from modelmanager.store.artifacts import read_artifact
+from modelmanager.tools.media import Sample, load_sample
+from modelmanager.tools.prepare import PreparedModel, profile_document
 
 from .conftest import EXAMPLES, with_modified_model
 from .runner_components import run_context

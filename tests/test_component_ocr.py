@@ -16,13 +16,13 @@ import pytest
 from numpy.typing import NDArray
 
 from modelmanager import ModelManager
-from modelmanager.artifacts import read_artifact
 from modelmanager.components import TextOCR
 from modelmanager.components.text_ocr import ctc_decode, detect_boxes
-from modelmanager.db import RunStore
-from modelmanager.media import Sample, load_sample
-from modelmanager.prepare import PreparedModel, profile_document
-from modelmanager.runner import Runner
+from modelmanager.index import RunStore
+from modelmanager.run.runner import Runner
+from modelmanager.store.artifacts import read_artifact
+from modelmanager.tools.media import Sample, load_sample
+from modelmanager.tools.prepare import PreparedModel, profile_document
 
 from .conftest import EXAMPLES, with_modified_model
 from .runner_components import run_context

@@ -24,11 +24,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, event, inspect, make_url
 from typer.testing import CliRunner
 
-from modelmanager.cli_db import profiles_app
-from modelmanager.db import RunStore
-from modelmanager.db.models import Base
+from modelmanager.cli.profiles import profiles_app
 from modelmanager.errors import DatabaseError, InvalidModelSpec
-from modelmanager.sources import ProfileStore, load_document, resolve_mapping
+from modelmanager.index import RunStore
+from modelmanager.index.models import Base
+from modelmanager.mapping.sources import ProfileStore, load_document, resolve_mapping
 
 from .db_fixtures import component_row, run_context
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from modelmanager.db import Lease, RunStore
+from modelmanager.index import Lease, RunStore
 
 # The run index fixtures (redundant, and harmless, once conftest.py imports them).
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import modelmanager.digest as digest_mod
+import modelmanager.weights.digest as digest_mod
 from modelmanager import (
     DigestCache,
     Digester,

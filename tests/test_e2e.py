@@ -2,7 +2,7 @@
 
 The same profile (``models prepare`` of ``examples/models.yaml``) runs once with
 in-process onnxruntime and once against a real ``tritonserver`` started from it
-(:func:`modelmanager.triton_local.local_triton`). Both runs must make sense on
+(:func:`modelmanager.triton.local.local_triton`). Both runs must make sense on
 their own — VAD finds the speech put in the sample, OCR reads its words,
 identical frames get identical features — and agree with each other. Each
 component's golden values are pinned in its own test module.
@@ -18,14 +18,14 @@ import pytest
 from numpy.typing import NDArray
 
 from modelmanager import ModelManager, resolve_mapping
-from modelmanager.artifacts import read_artifact
 from modelmanager.components import REGISTRY
-from modelmanager.db import RunStore
-from modelmanager.media import Sample, load_sample
-from modelmanager.prepare import PreparedModel, profile_document
-from modelmanager.runner import Runner, RunResult
-from modelmanager.spec import ResolvedMapping, parse_mapping
-from modelmanager.triton_local import local_triton
+from modelmanager.index import RunStore
+from modelmanager.mapping.spec import ResolvedMapping, parse_mapping
+from modelmanager.run.runner import Runner, RunResult
+from modelmanager.store.artifacts import read_artifact
+from modelmanager.tools.media import Sample, load_sample
+from modelmanager.tools.prepare import PreparedModel, profile_document
+from modelmanager.triton.local import local_triton
 
 from .conftest import EXAMPLES
 from .runner_components import run_context

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from modelmanager.cli_models import licenses_app
+from modelmanager.cli.models import licenses_app
 from modelmanager.errors import ConfigurationInvalid
-from modelmanager.licenses import check_profiles, parse_inventory
-from modelmanager.prepare import load_model_sources, prepare_models, write_profile
+from modelmanager.tools.licenses import check_profiles, parse_inventory
+from modelmanager.tools.prepare import load_model_sources, prepare_models, write_profile
 
 from .conftest import EXAMPLES, REPO
 

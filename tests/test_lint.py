@@ -16,8 +16,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from modelmanager.cli_lint import lint_offline
-from modelmanager.lint import RULES, Finding, lint_paths, lint_source, python_files
+from modelmanager.cli.lint import lint_offline
+from modelmanager.offline.lint import RULES, Finding, lint_paths, lint_source, python_files
 
 CORPUS = Path(__file__).parent / "lint_corpus"
 POSITIVE = sorted(CORPUS.glob("positive_*.py.txt"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import modelmanager.digest as digest_mod
+import modelmanager.weights.digest as digest_mod
 from modelmanager import (
     ConfigurationInvalid,
     DigestCache,
@@ -236,7 +236,7 @@ def test_directory_model_error_names_its_component(tmp_path: Path) -> None:
 
 
 def test_realpath_agrees_with_the_portable_one(tmp_path: Path) -> None:
-    from modelmanager.locate import real_path
+    from modelmanager.weights.locate import real_path
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "f").write_bytes(b"x")

@@ -9,8 +9,8 @@ import pytest
 
 from modelmanager import ModelManager, WeightsDigestMismatch
 from modelmanager.errors import ModelLoadFailed
+from modelmanager.mapping.spec import ResolvedModelSpec
 from modelmanager.runtimes import Health, Runtime, RuntimeMetadata
-from modelmanager.spec import ResolvedModelSpec
 
 
 class Recorded:

@@ -21,14 +21,16 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from modelmanager.artifacts import (
+from modelmanager.errors import ArtifactInvalid
+from modelmanager.mapping.signature import cache_key, diff_documents, model_signature, models_used
+from modelmanager.mapping.spec import ModelUsed, ResolvedMapping, RunContext, parse_mapping
+from modelmanager.store.artifacts import (
     ArtifactRecord,
     artifact_relpath,
     is_temp_name,
     manifest_relpath,
 )
-from modelmanager.errors import ArtifactInvalid
-from modelmanager.manifest import (
+from modelmanager.store.manifest import (
     MANIFEST_SCHEMA_PATH,
     ComponentEntry,
     Manifest,
@@ -38,8 +40,6 @@ from modelmanager.manifest import (
     render_json,
     write_manifest,
 )
-from modelmanager.signature import cache_key, diff_documents, model_signature, models_used
-from modelmanager.spec import ModelUsed, ResolvedMapping, RunContext, parse_mapping
 
 GOLDEN = Path(__file__).parent / "golden" / "manifest.json"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from modelmanager.errors import ConfigurationInvalid
-from modelmanager.media import SAMPLE_RATE, load_sample
+from modelmanager.tools.media import SAMPLE_RATE, load_sample
 
 from .conftest import EXAMPLES, REPO
 

@@ -87,8 +87,8 @@ def test_loopback_and_unix_sockets_pass() -> None:
 
 def test_allowed_hosts_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     offline.allow(["10.11.12.13"])
-    assert offline._guard.allowed("10.11.12.13")  # the mapping's Triton host, say
-    assert not offline._guard.allowed("10.11.12.14")
+    assert offline.guard._guard.allowed("10.11.12.13")  # the mapping's Triton host, say
+    assert not offline.guard._guard.allowed("10.11.12.14")
 
 
 def test_offline_switches_are_forced(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,7 +120,7 @@ class Downloads:
     def process(self, request: Any) -> Any:
         import requests
 
-        from modelmanager.runner import ComponentOutput
+        from modelmanager.run.runner import ComponentOutput
 
         try:
             requests.get("https://example.com/weights.bin", timeout=5)

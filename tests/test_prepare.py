@@ -15,12 +15,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from modelmanager.cli_models import models_app
-from modelmanager.digest import hash_file
+from modelmanager.cli.models import models_app
 from modelmanager.errors import ConfigurationInvalid, ModelArtifactMissing
-from modelmanager.prepare import LOCK_FILE, prepare_models, write_profile
-from modelmanager.sources import load_document
-from modelmanager.spec import parse_mapping
+from modelmanager.mapping.sources import load_document
+from modelmanager.mapping.spec import parse_mapping
+from modelmanager.tools.prepare import LOCK_FILE, prepare_models, write_profile
+from modelmanager.weights.digest import hash_file
 
 from .conftest import EXAMPLES
 
@@ -162,7 +162,7 @@ def test_written_profile_parses_with_real_digests(tmp_path: Path) -> None:
 
 def test_cli_prepare_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = functools.partial(prepare_models, runner=FakePip())
-    monkeypatch.setattr("modelmanager.cli_models.prepare_models", fake)
+    monkeypatch.setattr("modelmanager.cli.models.prepare_models", fake)
     spec, root = _spec(tmp_path), tmp_path / "root"
     profile = tmp_path / "out.yaml"
     args = ["--spec", str(spec), "--models-root", str(root), "--profile-out", str(profile)]
@@ -174,7 +174,7 @@ def test_cli_prepare_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_examples_spec_is_valid() -> None:
-    from modelmanager.prepare import load_model_sources
+    from modelmanager.tools.prepare import load_model_sources
 
     sources = load_model_sources(EXAMPLES / "models.yaml")
     assert {s.name for s in sources} >= {"silero-vad", "silero-vad-half", "open-nsfw"}

@@ -19,10 +19,9 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, select, text
 
-from modelmanager.artifacts import artifact_relpath, manifest_relpath, temp_dir, temp_relpath
-from modelmanager.db import RunStore
-from modelmanager.db.models import Base
 from modelmanager.errors import ArtifactRootMissing, DeletionBlocked, InvalidRunContext
+from modelmanager.index import RunStore
+from modelmanager.index.models import Base
 from modelmanager.retention import (
     RetentionPolicy,
     collect_garbage,
@@ -31,6 +30,7 @@ from modelmanager.retention import (
     signature_set,
     subject_sha256,
 )
+from modelmanager.store.artifacts import artifact_relpath, manifest_relpath, temp_dir, temp_relpath
 
 from .db_fixtures import component_row, run_context
 
@@ -279,7 +279,7 @@ def test_missing_artifact_root_with_runs_is_refused(history: History, tmp_path: 
 _KILLED_GC = """
 import os, signal, sys
 from datetime import datetime
-from modelmanager.db import RunStore
+from modelmanager.index import RunStore
 from modelmanager.retention import collect_garbage
 
 url, root, now, after = sys.argv[1:5]

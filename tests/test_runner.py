@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelmanager.artifacts import read_artifact
-from modelmanager.db import RunStore
-from modelmanager.manifest import read_manifest
+from modelmanager.index import RunStore
+from modelmanager.mapping.signature import model_signature, models_used
+from modelmanager.mapping.spec import ResolvedModelSpec
 from modelmanager.runtimes import default_runtime
-from modelmanager.signature import model_signature, models_used
-from modelmanager.spec import ResolvedModelSpec
+from modelmanager.store.artifacts import read_artifact
+from modelmanager.store.manifest import read_manifest
 
 from .runner_components import (
     Broken,

@@ -25,7 +25,7 @@ from modelmanager import (
     TritonUnavailable,
 )
 from modelmanager.runtimes import triton as triton_runtime
-from modelmanager.triton_server import TritonServer
+from modelmanager.triton.server import TritonServer
 
 from .triton_fixtures import TritonFixture
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelmanager import RunContext, parse_mapping
-from modelmanager.signature import (
+from modelmanager.mapping.signature import (
     cache_key,
     diff_documents,
     model_signature,
@@ -82,7 +82,7 @@ def _key(used: list[dict[str, Any]], **fields: Any) -> str:
 
 
 def _models(used: list[dict[str, Any]]) -> list[Any]:
-    from modelmanager.spec import ModelUsed
+    from modelmanager.mapping.spec import ModelUsed
 
     return [ModelUsed(**e) for e in used]
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from modelmanager import InvalidModelSpec, ResolvedMapping, parse_mapping
-from modelmanager.spec import ModelUsed
+from modelmanager.mapping.spec import ModelUsed
 
 from .conftest import onnx_entry, triton_entry
 

@@ -19,7 +19,6 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 from typer.testing import CliRunner
 
-from modelmanager.digest import hash_file
 from modelmanager.errors import (
     ConfigurationInvalid,
     InvalidModelSpec,
@@ -27,13 +26,14 @@ from modelmanager.errors import (
     ModelMappingMissing,
     WeightsDigestMismatch,
 )
-from modelmanager.spec import TensorSpec, parse_mapping
-from modelmanager.triton_repo import (
+from modelmanager.mapping.spec import TensorSpec, parse_mapping
+from modelmanager.triton.repo import (
     RepositoryModel,
     build_repository,
     render_config,
     render_model_py,
 )
+from modelmanager.weights.digest import hash_file
 
 from .conftest import onnx_entry
 from .triton_fixtures import PREPROCESS_PRESET, mlp_mapping, write_mlp_models
@@ -406,7 +406,7 @@ def test_failed_build_leaves_the_previous_repository_intact(
 @pytest.fixture
 def cli() -> typer.Typer:
     """The sub-app mounted as cli.py mounts it: ``modelmanager triton ...``."""
-    from modelmanager.cli_triton import triton_app
+    from modelmanager.cli.triton import triton_app
 
     app = typer.Typer()
     app.add_typer(triton_app, name="triton")

@@ -28,11 +28,11 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 from typer.testing import CliRunner
 
-from modelmanager.cli_triton import triton_app
+from modelmanager.cli.triton import triton_app
 from modelmanager.errors import ConfigurationInvalid, TritonUnavailable
-from modelmanager.spec import parse_mapping
-from modelmanager.triton_repo import build_repository
-from modelmanager.triton_server import INSTALL_HINT, TritonServer, find_tritonserver
+from modelmanager.mapping.spec import parse_mapping
+from modelmanager.triton.repo import build_repository
+from modelmanager.triton.server import INSTALL_HINT, TritonServer, find_tritonserver
 
 from .triton_fixtures import (
     PREPROCESS_PRESET,
@@ -350,7 +350,7 @@ def serve_process(triton_server: TritonFixture) -> Iterator[subprocess.Popen[byt
     command = [
         sys.executable,
         "-c",
-        "from modelmanager.cli_triton import triton_app; triton_app()",
+        "from modelmanager.cli.triton import triton_app; triton_app()",
         "serve",
         str(triton_server.repository),
         "--json",

@@ -2,7 +2,7 @@
 
 The fixtures themselves live in ``conftest.py`` (one server for the whole
 session, started only if a test asks for it): ``triton_server`` yields a :class:`TritonFixture`: the running
-:class:`~modelmanager.triton_server.TritonServer`, the raw mapping (with the
+:class:`~modelmanager.triton.server.TritonServer`, the raw mapping (with the
 server's ``http_url`` and ``grpc_url``), its ``models_root`` and the built
 ``repository``. ``triton_mapping`` is a fresh deep copy of that mapping per test.
 
@@ -22,10 +22,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from modelmanager.digest import hash_file
-from modelmanager.spec import parse_mapping
-from modelmanager.triton_repo import build_repository
-from modelmanager.triton_server import TritonServer
+from modelmanager.mapping.spec import parse_mapping
+from modelmanager.triton.repo import build_repository
+from modelmanager.triton.server import TritonServer
+from modelmanager.weights.digest import hash_file
 
 __all__ = [
     "MLP_INPUT_DIM",

@@ -8,10 +8,8 @@
 
 from __future__ import annotations
 
-from .canonical import CanonicalJsonError, canonical_json
-from .config import Settings
-from .digest import Digest, DigestCache, Digester, hash_file
-from .errors import (
+from modelmanager.config import Settings
+from modelmanager.errors import (
     ArtifactInvalid,
     ComponentFailed,
     ConfigurationInvalid,
@@ -37,9 +35,9 @@ from .errors import (
     TritonUnavailable,
     WeightsDigestMismatch,
 )
-from .manager import HealthReport, ModelManager
-from .runtimes import Health, Runtime, RuntimeFactory, RuntimeMetadata, default_runtime
-from .signature import (
+from modelmanager.manager import HealthReport, ModelManager
+from modelmanager.mapping.canonical import CanonicalJsonError, canonical_json
+from modelmanager.mapping.signature import (
     CacheKey,
     FieldDifference,
     cache_key,
@@ -47,8 +45,8 @@ from .signature import (
     model_signature,
     models_used,
 )
-from .sources import MappingSource, ProfileStore, load_document, resolve_mapping
-from .spec import (
+from modelmanager.mapping.sources import MappingSource, ProfileStore, load_document, resolve_mapping
+from modelmanager.mapping.spec import (
     Artifacts,
     ModelUsed,
     ResolvedMapping,
@@ -58,6 +56,8 @@ from .spec import (
     TritonTarget,
     parse_mapping,
 )
+from modelmanager.runtimes import Health, Runtime, RuntimeFactory, RuntimeMetadata, default_runtime
+from modelmanager.weights.digest import Digest, DigestCache, Digester, hash_file
 
 __version__ = "0.1.0"
 

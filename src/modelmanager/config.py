@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigurationInvalid
+from modelmanager.errors import ConfigurationInvalid
 
 __all__ = ["Settings", "require_models_root"]
 

@@ -19,19 +19,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import offline
-from .config import Settings, require_models_root
-from .digest import Digest, DigestCache, Digester, Progress
-from .errors import (
+from modelmanager import offline
+from modelmanager.config import Settings, require_models_root
+from modelmanager.errors import (
     ConfigurationInvalid,
     InvalidRunContext,
     ModelManagerError,
     ModelMappingMissing,
 )
-from .locate import about, annotate, artifact_field, inside_root, real_path
-from .runtimes import Runtime, RuntimeFactory, default_runtime
-from .signature import CacheKey, cache_key, model_signature, models_used
-from .spec import ModelUsed, ResolvedMapping, ResolvedModelSpec, RunContext, parse_mapping
+from modelmanager.mapping.signature import CacheKey, cache_key, model_signature, models_used
+from modelmanager.mapping.spec import (
+    ModelUsed,
+    ResolvedMapping,
+    ResolvedModelSpec,
+    RunContext,
+    parse_mapping,
+)
+from modelmanager.runtimes import Runtime, RuntimeFactory, default_runtime
+from modelmanager.weights.digest import Digest, DigestCache, Digester, Progress
+from modelmanager.weights.locate import about, annotate, artifact_field, inside_root, real_path
 
 __all__ = ["HealthReport", "ModelManager"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .audio_vad import AudioVAD
-from .frame_safety import FrameSafety
-from .text_ocr import TextOCR
+from modelmanager.components.audio_vad import AudioVAD
+from modelmanager.components.frame_safety import FrameSafety
+from modelmanager.components.text_ocr import TextOCR
 
 __all__ = ["REGISTRY", "AudioVAD", "FrameSafety", "TextOCR"]
 

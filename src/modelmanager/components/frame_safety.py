@@ -23,10 +23,9 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from modelmanager.components.imaging import resize_bilinear, rgb_frames
 from modelmanager.errors import InvalidModelSpec
-from modelmanager.runner import ComponentOutput, ComponentRequest
-
-from .imaging import resize_bilinear, rgb_frames
+from modelmanager.run.runner import ComponentOutput, ComponentRequest
 
 __all__ = [
     "BATCH_SIZE",
@@ -59,7 +58,7 @@ def preprocess(frames: NDArray[np.uint8]) -> NDArray[np.float32]:
 class FrameSafety:
     """The open_nsfw NSFW probability and pooled feature of every frame in ``inputs["frames"]``.
 
-    Input: ``frames``, uint8 RGB [N, H, W, 3] (as :func:`modelmanager.media.load_sample`
+    Input: ``frames``, uint8 RGB [N, H, W, 3] (as :func:`modelmanager.tools.media.load_sample`
     gives them).
 
     Preprocessing (``PREPROCESS_ID`` = ``"opennsfw-bgr224-mean@1"``), per frame:

@@ -52,11 +52,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from modelmanager.components.imaging import resize_bilinear, rgb_frames
 from modelmanager.errors import InvalidModelSpec
-from modelmanager.runner import ComponentOutput, ComponentRequest
+from modelmanager.run.runner import ComponentOutput, ComponentRequest
 from modelmanager.runtimes import Runtime
-
-from .imaging import resize_bilinear, rgb_frames
 
 __all__ = ["PREPROCESS_ID", "Box", "TextOCR", "ctc_decode", "detect_boxes"]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelmanager.spec import ResolvedModelSpec
-
-from .base import Health, Runtime, RuntimeFactory, RuntimeMetadata
+from modelmanager.mapping.spec import ResolvedModelSpec
+from modelmanager.runtimes.base import Health, Runtime, RuntimeFactory, RuntimeMetadata
 
 __all__ = ["Health", "Runtime", "RuntimeFactory", "RuntimeMetadata", "default_runtime"]
 
@@ -17,13 +16,13 @@ def default_runtime(spec: ResolvedModelSpec, local_path: Path | None) -> Runtime
     Backends import their libraries when opened, so an unused one need not be installed.
     """
     if spec.runtime == "triton":
-        from .triton import TritonRuntime
+        from modelmanager.runtimes.triton import TritonRuntime
 
         return TritonRuntime(spec, local_path)
     if spec.engine == "torch":
-        from .torch import TorchRuntime
+        from modelmanager.runtimes.torch import TorchRuntime
 
         return TorchRuntime(spec, local_path)
-    from .onnx import OnnxRuntime
+    from modelmanager.runtimes.onnx import OnnxRuntime
 
     return OnnxRuntime(spec, local_path)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from modelmanager.errors import InvalidModelSpec
-from modelmanager.spec import ResolvedModelSpec, TensorSpec
+from modelmanager.mapping.spec import ResolvedModelSpec, TensorSpec
 
 __all__ = [
     "Health",
@@ -31,7 +31,7 @@ __all__ = [
 
 MODEL_METADATA_PREFIX = "model_metadata."
 """A Triton config parameter named with this prefix carries one ``metadata_props`` entry
-of the served ONNX file (written by :mod:`modelmanager.triton_repo`)."""
+of the served ONNX file (written by :mod:`modelmanager.triton.repo`)."""
 
 Tensors = Mapping[str, Any]
 """Named arrays (numpy) in and out of a model."""
@@ -44,7 +44,7 @@ class RuntimeMetadata:
     ``model_metadata`` is the key/value metadata stored in the model file itself
     (ONNX ``metadata_props``), such as a recognizer's character set; a Triton
     handle reads the same pairs from the served model's config (the repository
-    builder copies them there, see :mod:`modelmanager.triton_repo`).
+    builder copies them there, see :mod:`modelmanager.triton.repo`).
     """
 
     runtime: str

@@ -21,9 +21,8 @@ from modelmanager.errors import (
     ModelLoadFailed,
     OnnxRuntimeMissing,
 )
-from modelmanager.spec import ResolvedModelSpec, TensorSpec
-
-from .base import Health, RuntimeMetadata, Tensors, check_io
+from modelmanager.mapping.spec import ResolvedModelSpec, TensorSpec
+from modelmanager.runtimes.base import Health, RuntimeMetadata, Tensors, check_io
 
 __all__ = ["OnnxDescription", "OnnxRuntime", "describe_onnx", "providers_for"]
 

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from modelmanager.errors import DeviceUnavailable, ModelInferFailed, ModelLoadFailed, TorchMissing
-from modelmanager.spec import ResolvedModelSpec
-
-from .base import Health, RuntimeMetadata, Tensors
+from modelmanager.mapping.spec import ResolvedModelSpec
+from modelmanager.runtimes.base import Health, RuntimeMetadata, Tensors
 
 __all__ = ["TorchRuntime"]
 

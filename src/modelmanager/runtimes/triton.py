@@ -27,9 +27,14 @@ from modelmanager.errors import (
     TritonModelNotFound,
     TritonUnavailable,
 )
-from modelmanager.spec import ResolvedModelSpec, TensorSpec, TritonTarget
-
-from .base import MODEL_METADATA_PREFIX, Health, RuntimeMetadata, Tensors, check_io
+from modelmanager.mapping.spec import ResolvedModelSpec, TensorSpec, TritonTarget
+from modelmanager.runtimes.base import (
+    MODEL_METADATA_PREFIX,
+    Health,
+    RuntimeMetadata,
+    Tensors,
+    check_io,
+)
 
 __all__ = ["TritonRuntime"]
 

@@ -1,0 +1,280 @@
+"""``modelmanager gc | orphans | delete-video``: retention of runs and artifacts (R-GC-1..4).
+
+    modelmanager gc [--dry-run] [--json] [--keep-previous N] [--hard-cap-days D] [--temp-ttl-days D]
+                    [--now TIME]
+    modelmanager orphans [--fix] [--json]
+    modelmanager delete-video --platform-id P --video-id V [--dry-run] [--json] [--actor NAME] [--force]
+
+The database is ``MODELMANAGER_DATABASE_URL``, the files ``MODELMANAGER_ARTIFACT_ROOT``;
+the policy's defaults come from ``MODELMANAGER_GC_*`` (see :mod:`modelmanager.retention`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from modelmanager.cli._common import JsonOption, reported, stderr, stdout
+from modelmanager.config import Settings
+from modelmanager.errors import ConfigurationInvalid
+from modelmanager.index import RunStore
+from modelmanager.retention import (
+    GcReport,
+    RetentionPolicy,
+    collect_garbage,
+    delete_video,
+    find_orphans,
+)
+
+__all__ = ["delete_video_command", "gc_command", "orphans_command"]
+
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would go and the bytes freed; change nothing.")
+]
+# Fewer files than this go too quickly for a progress bar to help.
+_PROGRESS_MIN_FILES = 200
+# Human output lists at most this many runs; --json lists all.
+_LIST_RUNS = 20
+
+
+def gc_command(
+    dry_run: DryRunOption = False,
+    keep_previous: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Previous successful runs kept per group (env MODELMANAGER_GC_KEEP_PREVIOUS).",
+        ),
+    ] = None,
+    hard_cap_days: Annotated[
+        float | None,
+        typer.Option(help="Nothing older survives (env MODELMANAGER_GC_HARD_CAP_DAYS)."),
+    ] = None,
+    temp_ttl_days: Annotated[
+        float | None,
+        typer.Option(help="Temporary data expires after (env MODELMANAGER_GC_TEMP_TTL_DAYS)."),
+    ] = None,
+    now: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"],
+            help="Apply the policy as of this time (UTC unless an offset is given); default now.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Collect old runs: keep the latest successful run per group plus N previous (R-GC-1..3)."""
+    with reported(as_json):
+        settings = Settings()
+        policy = _policy(settings, keep_previous, hard_cap_days, temp_ttl_days)
+        with (
+            RunStore.open(settings.resolved_database_url) as store,
+            _file_progress("deleting") as progress,
+        ):
+            report = collect_garbage(
+                store,
+                settings.resolved_artifact_root,
+                policy=policy,
+                now=None if now is None else _utc(now),
+                dry_run=dry_run,
+                progress=progress,
+            )
+    if as_json:
+        stdout.print_json(data=report.to_json_dict())
+        return
+    _print_gc(report)
+
+
+def orphans_command(
+    fix: Annotated[
+        bool,
+        typer.Option(
+            "--fix",
+            help="Delete unknown files, invalidate rows whose artifact is gone, "
+            "collect runs whose manifest is gone.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Files under the artifact root that no row knows, and rows whose files are gone."""
+    with reported(as_json):
+        settings = Settings()
+        with (
+            RunStore.open(settings.resolved_database_url) as store,
+            _file_progress("deleting") as progress,
+        ):
+            report = find_orphans(
+                store, settings.resolved_artifact_root, fix=fix, progress=progress
+            )
+    if as_json:
+        stdout.print_json(data=report.to_json_dict())
+        return
+    if report.clean:
+        stdout.print("no orphans: every file has its row and every row its file", markup=False)
+        return
+    verb = "deleted" if fix else "unknown"
+    for relpath in report.unknown_files:
+        stdout.print(f"{verb} file  {relpath}", markup=False)
+    for missing in report.missing:
+        stdout.print(
+            f"missing {missing.kind:<8} {missing.relpath}  (run {missing.run_id})", markup=False
+        )
+    summary = (
+        f"{len(report.unknown_files)} unknown files ({_size(report.unknown_bytes)}), "
+        f"{len(report.missing)} rows whose file is gone"
+    )
+    if fix:
+        summary += (
+            f"; fixed: files deleted, {report.rows_invalidated} rows invalidated, "
+            f"{report.runs_collected} runs collected"
+        )
+    else:
+        summary += "; run with --fix to fix"
+    stdout.print(summary, markup=False)
+
+
+def delete_video_command(
+    platform_id: Annotated[str, typer.Option(help="The video's platform.")],
+    video_id: Annotated[str, typer.Option(help="The video to delete.")],
+    dry_run: DryRunOption = False,
+    actor: Annotated[
+        str | None, typer.Option(help="Who asks, for the audit row (default: the OS user).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even while a run of the video is 'running'.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete every artifact, manifest, temp file and row of one video; audit it (R-GC-4)."""
+    with reported(as_json):
+        settings = Settings()
+        with (
+            RunStore.open(settings.resolved_database_url) as store,
+            _file_progress("deleting") as progress,
+        ):
+            report = delete_video(
+                store,
+                settings.resolved_artifact_root,
+                platform_id,
+                video_id,
+                actor=actor,
+                dry_run=dry_run,
+                force=force,
+                progress=progress,
+            )
+    if as_json:
+        stdout.print_json(data=report.to_json_dict())
+        return
+    subject = f"{platform_id}/{video_id}"
+    if not report.found:
+        stdout.print(f"nothing found for {subject}: no run, row or file", markup=False)
+        return
+    verb = "would delete" if dry_run else "deleted"
+    stdout.print(
+        f"{verb} {subject}: {report.runs} runs, {report.component_rows} component rows, "
+        f"{report.files} files ({_size(report.bytes_freed)})",
+        markup=False,
+    )
+    if report.audit_id is not None:
+        stdout.print(
+            f"audit #{report.audit_id}: subject {report.subject_sha256}, actor {report.actor}",
+            markup=False,
+        )
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _policy(
+    settings: Settings,
+    keep_previous: int | None,
+    hard_cap_days: float | None,
+    temp_ttl_days: float | None,
+) -> RetentionPolicy:
+    base = RetentionPolicy.from_settings(settings)
+    try:
+        return RetentionPolicy(
+            keep_previous=base.keep_previous if keep_previous is None else keep_previous,
+            hard_cap_days=base.hard_cap_days if hard_cap_days is None else hard_cap_days,
+            temp_ttl_days=base.temp_ttl_days if temp_ttl_days is None else temp_ttl_days,
+        )
+    except ValueError as error:
+        raise ConfigurationInvalid(str(error), setting="gc") from None
+
+
+@contextmanager
+def _file_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr, started once a deletion turns out long; None off a terminal."""
+    if not stderr.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeRemainingColumn(), console=stderr, transient=True) as bar:
+        task: list[TaskID] = []
+
+        def advance(done: int, total: int) -> None:
+            if total < _PROGRESS_MIN_FILES:
+                return
+            if not task:
+                task.append(bar.add_task(f"{label} files", total=total))
+            bar.update(task[0], completed=done, total=total)
+
+        yield advance
+
+
+def _print_gc(report: GcReport) -> None:
+    policy = report.policy
+    stdout.print(
+        f"policy: keep latest + {policy.keep_previous} previous per group, temp data "
+        f"{policy.temp_ttl_days:g} days, hard cap {policy.hard_cap_days:g} days "
+        f"(now {report.now.isoformat(timespec='seconds')})",
+        markup=False,
+    )
+    if report.runs:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("run_id", "platform_id", "video_id", "status", "started_at", "reason"):
+            table.add_column(column, no_wrap=True)
+        for run in report.runs[:_LIST_RUNS]:
+            table.add_row(
+                run.run_id,
+                run.platform_id,
+                run.video_id,
+                run.status,
+                run.started_at.isoformat(timespec="seconds"),
+                run.reason,
+            )
+        stdout.print(table)
+        if len(report.runs) > _LIST_RUNS:
+            stdout.print(f"… and {len(report.runs) - _LIST_RUNS} more runs (--json lists all)")
+    verb = "would free" if report.dry_run else "freed"
+    stdout.print(
+        f"{'dry run: ' if report.dry_run else ''}{len(report.runs)} runs of "
+        f"{report.videos} videos collected ({report.runs_kept} kept), "
+        f"{report.component_rows} component rows, {report.rows_invalidated} rows invalidated, "
+        f"{report.temp_dirs} temp dirs; {report.files} files, {verb} {_size(report.bytes_freed)}",
+        markup=False,
+    )
+
+
+def _size(n: int) -> str:
+    """``1.5 MiB``-style size."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -1,0 +1,151 @@
+"""``modelmanager run``: the main job — run the known components of a profile over a sample.
+
+    modelmanager run PROFILE SAMPLE_DIR [--models-root DIR] [--runtime inprocess|triton]
+                                        [--run-id ID] [--json]
+
+Components run are those of :data:`modelmanager.components.REGISTRY` that the
+profile maps; the run index and artifacts are the embedded defaults (or
+``MODELMANAGER_DATABASE_URL`` / ``MODELMANAGER_ARTIFACT_ROOT``). Running it a
+second time on the same sample and profile serves every component from the
+cache. ``--runtime triton`` serves the profile's ONNX models from a local
+Triton server started for the run (:mod:`modelmanager.triton.local`); those
+components get their own signatures and cache keys. Exit 0 when every
+component succeeded, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import ExitStack, nullcontext
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from modelmanager import __version__
+from modelmanager.cli._common import JsonOption, ModelsRootOption, reported, stderr, stdout
+from modelmanager.components import REGISTRY
+from modelmanager.config import Settings, require_models_root
+from modelmanager.index import RunStore
+from modelmanager.manager import ModelManager
+from modelmanager.mapping.sources import resolve_mapping
+from modelmanager.run.runner import Component, Runner, RunResult
+from modelmanager.store.manifest import ComponentEntry
+from modelmanager.tools.media import load_sample
+from modelmanager.triton.local import local_triton
+
+__all__ = ["run", "run_table"]
+
+
+class RuntimeChoice(StrEnum):
+    inprocess = "inprocess"
+    triton = "triton"
+
+
+def run(
+    profile: Annotated[Path, typer.Argument(help="Profile YAML (e.g. from `models prepare`).")],
+    sample: Annotated[Path, typer.Argument(help="Sample directory (frames.npz, sample.wav).")],
+    models_root: ModelsRootOption = None,
+    runtime: Annotated[
+        RuntimeChoice,
+        typer.Option(
+            help="Where the ONNX models run: in this process, or in a local Triton server "
+            "started from the same profile for this run.",
+        ),
+    ] = RuntimeChoice.inprocess,
+    run_id: Annotated[str | None, typer.Option(help="Default: a new random id.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the profile's components over a sample: cached, reproducible, with a manifest."""
+    settings = Settings()
+    with reported(as_json), ExitStack() as stack:
+        mapping, source = resolve_mapping(profile_path=profile)
+        components: list[Component] = [
+            REGISTRY[name]() for name in mapping.components if name in REGISTRY
+        ]
+        media = load_sample(sample)
+        context = {
+            "platform_id": "local",
+            "video_id": media.path.name,
+            "run_id": run_id or f"run-{uuid.uuid4().hex[:12]}",
+            "config_hash": "default",
+            "sampling_policy_version": "1",
+            "dataprocessor_version": __version__,
+        }
+        inputs = {"audio": media.audio, "sample_rate": media.sample_rate, "frames": media.frames}
+        root = models_root if models_root is not None else settings.models_root
+        if runtime is RuntimeChoice.triton:
+            starting = nullcontext() if as_json else stderr.status("starting a local Triton server")
+            with starting:
+                mapping = stack.enter_context(local_triton(mapping, require_models_root(root)))
+        store = stack.enter_context(RunStore.open(settings.resolved_database_url))
+        mm = stack.enter_context(
+            ModelManager(context, mapping, models_root=root, settings=settings)
+        )
+        runner = Runner(mm, store, settings.resolved_artifact_root, mapping_source=str(source))
+        result = _run_with_progress(runner, components, inputs, quiet=as_json)
+    if as_json:
+        stdout.print_json(data=result.manifest.model_dump(mode="json"))
+    else:
+        _print_result(result, settings.resolved_artifact_root)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _run_with_progress(
+    runner: Runner, components: list[Component], inputs: dict[str, Any], *, quiet: bool
+) -> RunResult:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True, disable=quiet) as bar:
+        tasks = {c.name: bar.add_task(c.name, total=1, start=False) for c in components}
+
+        def on_component(component: Component, entry: ComponentEntry | None) -> None:
+            task = tasks[component.name]
+            if entry is None:
+                bar.start_task(task)
+            else:
+                bar.update(task, completed=1, description=f"{component.name}: {entry.status}")
+
+        return runner.run(components, inputs, on_component=on_component)
+
+
+def run_table(result: RunResult, title: str | None = None) -> Table:
+    """One row per component of a run: status, cache hit, time, device, batch, signature, error."""
+    run = result.manifest.run
+    table = Table(title=title or f"run {run.run_id}  {run.status}", title_justify="left")
+    for column in (
+        "component",
+        "status",
+        "cache hit",
+        "ms",
+        "device",
+        "batch",
+        "signature",
+        "error",
+    ):
+        table.add_column(column, no_wrap=column != "error")
+    for c in result.manifest.components:
+        table.add_row(
+            c.component,
+            c.status,
+            "yes" if c.cache_hit else "no",
+            f"{c.duration_ms:.1f}",
+            c.device_used or "-",
+            "-" if c.batch_size is None else str(c.batch_size),
+            c.model_signature[:19] + "…" if c.model_signature else "-",
+            c.error_code or "",
+        )
+    return table
+
+
+def _print_result(result: RunResult, artifact_root: Path) -> None:
+    stdout.print(run_table(result))
+    stdout.print(f"manifest  {result.manifest_path}", markup=False, soft_wrap=True)
+    for c in result.manifest.components:
+        if c.artifact is not None:
+            stdout.print(
+                f"artifact  {artifact_root / c.artifact.relpath}", markup=False, soft_wrap=True
+            )

@@ -1,0 +1,167 @@
+"""``modelmanager runs``: the run index, and why two runs did not share a cache entry.
+
+    modelmanager runs list [--platform-id P] [--video-id V] [--limit N] [--json]
+    modelmanager runs show RUN_ID [--json]
+    modelmanager explain RUN_A RUN_B [--component C] [--json]     (see cli.py)
+
+The database is ``MODELMANAGER_DATABASE_URL`` (default: the SQLite file in the
+data directory); manifests are read from ``MODELMANAGER_ARTIFACT_ROOT``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from modelmanager.cli._common import JsonOption, command_group, reported, stdout
+from modelmanager.config import Settings
+from modelmanager.errors import RunNotFound
+from modelmanager.index import RunStore
+from modelmanager.mapping.signature import FieldDifference, diff_documents
+from modelmanager.store.manifest import Manifest, read_manifest
+
+__all__ = ["explain_runs", "runs_app"]
+
+runs_app = command_group("Runs in the run index: list them, show one.")
+
+
+@runs_app.command("list")
+def list_runs(
+    platform_id: Annotated[str | None, typer.Option(help="Only this platform.")] = None,
+    video_id: Annotated[str | None, typer.Option(help="Only this video.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The newest runs, one line each."""
+    with reported(as_json), RunStore.open(Settings().resolved_database_url) as store:
+        runs = store.list_runs(platform_id=platform_id, video_id=video_id, limit=limit)
+    if as_json:
+        stdout.print_json(data=[_run_dict(r) for r in runs])
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("run_id", "platform_id", "video_id", "status", "started_at", "mapping_source"):
+        table.add_column(column, no_wrap=True)
+    for r in runs:
+        table.add_row(
+            r.run_id, r.platform_id, r.video_id, r.status, _time(r.started_at), r.mapping_source
+        )
+    stdout.print(table)
+
+
+@runs_app.command("show")
+def show(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """One run: its context and one line per component (status, cache hit, time, signature)."""
+    with reported(as_json), RunStore.open(Settings().resolved_database_url) as store:
+        run = store.get_run(run_id)
+        if run is None:
+            raise RunNotFound(f"run {run_id!r} is not in the run index", run_id=run_id)
+        rows = store.component_runs(run_id)
+    if as_json:
+        stdout.print_json(data={**_run_dict(run), "components": [_row_dict(row) for row in rows]})
+        return
+    stdout.print(
+        f"run {run.run_id}  {run.status}  {run.platform_id}/{run.video_id}  "
+        f"config {run.config_hash}  manifest {run.manifest_path or '-'}",
+        markup=False,
+    )
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("component", "status", "cache", "ms", "device", "batch", "signature", "error"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(
+            row.component,
+            row.status,
+            "hit" if row.cache_hit else "miss",
+            "-" if row.latency_ms is None else f"{row.latency_ms:.1f}",
+            row.device or "-",
+            "-" if row.batch_size is None else str(row.batch_size),
+            row.model_signature[:19] + "…" if row.model_signature else "-",
+            row.error_code or "",
+        )
+    stdout.print(table)
+
+
+def explain_runs(
+    run_a: str, run_b: str, component: str | None
+) -> dict[str, list[FieldDifference] | None]:
+    """Per component of two runs: the key fields that differ ([] = same key), None = in one only.
+
+    Raises:
+        RunNotFound: a run id is not in the index, or its manifest is gone.
+    """
+    settings = Settings()
+    with RunStore.open(settings.resolved_database_url) as store:
+        manifests = [_manifest(store, settings, run_id) for run_id in (run_a, run_b)]
+    names = [component] if component else _names(manifests)
+    result: dict[str, list[FieldDifference] | None] = {}
+    for name in names:
+        entries = [m.component(name) for m in manifests]
+        if entries[0] is None or entries[1] is None:
+            result[name] = None
+        else:
+            result[name] = diff_documents(
+                entries[0].cache_key_material, entries[1].cache_key_material
+            )
+    return result
+
+
+def _manifest(store: RunStore, settings: Settings, run_id: str) -> Manifest:
+    run = store.get_run(run_id)
+    if run is None or run.manifest_path is None:
+        raise RunNotFound(
+            f"run {run_id!r} is not in the run index"
+            + ("" if run is None else " with a manifest (still running, or it crashed)"),
+            run_id=run_id,
+        )
+    return read_manifest(settings.resolved_artifact_root / run.manifest_path)
+
+
+def _names(manifests: list[Manifest]) -> list[str]:
+    names: list[str] = []
+    for manifest in manifests:
+        names.extend(c.component for c in manifest.components if c.component not in names)
+    return names
+
+
+def _time(value: Any) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds")
+
+
+def _run_dict(run: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "platform_id": run.platform_id,
+        "video_id": run.video_id,
+        "config_hash": run.config_hash,
+        "sampling_policy_version": run.sampling_policy_version,
+        "dataprocessor_version": run.dataprocessor_version,
+        "user_id": run.user_id,
+        "status": run.status,
+        "mapping_source": run.mapping_source,
+        "manifest_path": run.manifest_path,
+        "started_at": _time(run.started_at),
+        "finished_at": _time(run.finished_at),
+    }
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return {
+        "component": row.component,
+        "status": row.status,
+        "cache_hit": row.cache_hit,
+        "cache_key": row.cache_key,
+        "model_signature": row.model_signature,
+        "latency_ms": row.latency_ms,
+        "device": row.device,
+        "batch_size": row.batch_size,
+        "oom_retries": row.oom_retries,
+        "error_code": row.error_code,
+        "artifact_path": row.artifact_path,
+        "artifact_size": row.artifact_size,
+        "artifact_sha256": row.artifact_sha256,
+    }

@@ -1,0 +1,30 @@
+"""The run index (D4): SQLAlchemy 2 tables, Alembic migrations, and :class:`RunStore`.
+
+>>> from modelmanager.index import RunStore
+>>> with RunStore.open("sqlite:///index.sqlite3") as store:  # doctest: +SKIP
+...     store.lookup(cache_key)
+"""
+
+from __future__ import annotations
+
+from modelmanager.index.records import (
+    CachedArtifact,
+    ComponentRunRow,
+    ComponentStatus,
+    DeletionAudit,
+    Lease,
+    RunRow,
+    RunStatus,
+)
+from modelmanager.index.store import RunStore
+
+__all__ = [
+    "CachedArtifact",
+    "ComponentRunRow",
+    "ComponentStatus",
+    "DeletionAudit",
+    "Lease",
+    "RunRow",
+    "RunStatus",
+    "RunStore",
+]

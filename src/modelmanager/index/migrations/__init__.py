@@ -1,0 +1,1 @@
+"""Alembic migrations of the run index; run by :meth:`modelmanager.index.RunStore.upgrade`."""

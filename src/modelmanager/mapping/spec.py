@@ -1,0 +1,512 @@
+"""The resolved model spec and the mapping it comes in (R-SPEC-1..6).
+
+A mapping is ``component → role → entry``. Each entry becomes one frozen
+:class:`ResolvedModelSpec`; the whole is a :class:`ResolvedMapping`. Parsing is
+the only validation: a mapping that parses is one every other part may trust.
+Whatever the rules refuse raises :class:`~modelmanager.errors.InvalidModelSpec`
+naming the source, component, role and field (see :func:`parse_mapping`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from modelmanager.errors import InvalidModelSpec
+from modelmanager.mapping.canonical import check_sha256_tagged
+
+__all__ = [
+    "Artifacts",
+    "Engine",
+    "ModelUsed",
+    "Precision",
+    "ResolvedMapping",
+    "ResolvedModelSpec",
+    "RunContext",
+    "Runtime",
+    "TensorSpec",
+    "TritonTarget",
+    "device_kind",
+    "parse_mapping",
+]
+
+Runtime = Literal["triton", "inprocess"]
+Engine = Literal["onnx", "torch", "tensorrt"]
+Precision = Literal["fp16", "fp32"]
+TritonDtype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BF16", "BYTES",
+]  # fmt: skip
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_DEVICE = re.compile(r"cpu|cuda|cuda:(0|[1-9][0-9]*)")
+_FLOATING_WORDS = frozenset(
+    {"latest", "stable", "current", "newest", "head", "main", "master", "default", "any",
+     "dev", "nightly", "next"}
+)  # fmt: skip
+_RANGE_CHARS = frozenset("*^~<>=|, \t\n")
+_HTTP_URL = re.compile(r"https?://[^\s/:]+(:[0-9]{1,5})?/?")
+_GRPC_URL = re.compile(r"(grpc://)?[^\s/:]+:[0-9]{1,5}")
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid name (letters, digits, '_', '.', '-'; "
+            "starting with a letter or digit; at most 128 characters)"
+        )
+    return value
+
+
+def _version_text(value: Any) -> Any:
+    # YAML turns `model_version: 3` into an int; the same version either way.
+    # Floats and bools are refused: `1.10` would silently become "1.1".
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} is a number with a decimal point; quote it as a string")
+    return value
+
+
+def _pinned_version(value: str) -> str:
+    text = value.strip()
+    if not text:
+        raise ValueError("is empty; pin an exact version")
+    if text.lower() in _FLOATING_WORDS:
+        raise ValueError(f"{value!r} is a floating version; pin an exact version")
+    if any(c in _RANGE_CHARS for c in value) or any(
+        part in {"x", "X"} for part in re.split(r"[.\-+]", text)
+    ):
+        raise ValueError(f"{value!r} is a version range; pin an exact version")
+    return value
+
+
+def _device(value: str) -> str:
+    if not _DEVICE.fullmatch(value):
+        raise ValueError(f"{value!r} is not one of cpu, cuda, cuda:N")
+    return value
+
+
+def _relative_path(value: str) -> str:
+    if not value:
+        raise ValueError("is empty")
+    if "\\" in value:
+        raise ValueError(f"{value!r} uses '\\'; write POSIX paths relative to models_root")
+    if PurePosixPath(value).is_absolute() or PureWindowsPath(value).drive:
+        raise ValueError(f"{value!r} is absolute; paths are relative to models_root")
+    if ".." in PurePosixPath(value).parts:
+        raise ValueError(f"{value!r} has '..'; paths must stay inside models_root")
+    return value
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is empty")
+    return value
+
+
+Name = Annotated[str, Field(strict=True), AfterValidator(_name)]
+PinnedVersion = Annotated[str, BeforeValidator(_version_text)]
+Text = Annotated[str, Field(strict=True)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Frozen):
+    """One Triton input or output: name, Triton datatype, shape (-1 = any)."""
+
+    name: Text
+    dtype: TritonDtype
+    shape: tuple[int, ...]
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        return _text(v)
+
+    @field_validator("shape")
+    @classmethod
+    def _check_shape(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d == 0 or d < -1 for d in v):
+            raise ValueError(f"{list(v)} has a dimension that is neither positive nor -1")
+        return v
+
+
+class TritonTarget(_Frozen):
+    """Where and what to call on a Triton server, pinned to one model version."""
+
+    http_url: str | None = None
+    grpc_url: str | None = None
+    model_name: Text
+    model_version: Annotated[int, Field(ge=1, strict=False)]
+    inputs: tuple[TensorSpec, ...] = Field(min_length=1)
+    outputs: tuple[TensorSpec, ...] = Field(min_length=1)
+    preprocess_preset: str | None = None
+
+    @field_validator("model_version", mode="before")
+    @classmethod
+    def _check_version(cls, v: Any) -> Any:
+        if isinstance(v, str) and not v.isdigit():
+            raise ValueError(f"{v!r} is not a pinned Triton version (a positive integer)")
+        if isinstance(v, bool | float):
+            raise ValueError(f"{v!r} is not a pinned Triton version (a positive integer)")
+        return v
+
+    @field_validator("http_url")
+    @classmethod
+    def _check_http(cls, v: str | None) -> str | None:
+        if v is not None and not _HTTP_URL.fullmatch(v):
+            raise ValueError(f"{v!r} is not an http(s)://host[:port] URL")
+        return v
+
+    @field_validator("grpc_url")
+    @classmethod
+    def _check_grpc(cls, v: str | None) -> str | None:
+        if v is not None and not _GRPC_URL.fullmatch(v):
+            raise ValueError(f"{v!r} is not a host:port gRPC address")
+        return v
+
+    @field_validator("model_name", "preprocess_preset")
+    @classmethod
+    def _check_text(cls, v: str | None) -> str | None:
+        return None if v is None else _text(v)
+
+    @model_validator(mode="after")
+    def _needs_endpoint(self) -> TritonTarget:
+        if self.http_url is None and self.grpc_url is None:
+            raise _field_error("http_url", "a triton entry needs http_url or grpc_url")
+        return self
+
+
+class Artifacts(_Frozen):
+    """Local files of a model, relative to ``models_root`` (R-SPEC-5)."""
+
+    onnx_path: str | None = None
+    weights_path: str | None = None
+    tokenizer_path: str | None = None
+    preprocess_id: str | None = None
+
+    @field_validator("onnx_path", "weights_path", "tokenizer_path")
+    @classmethod
+    def _check_path(cls, v: str | None) -> str | None:
+        return None if v is None else _relative_path(v)
+
+    @field_validator("preprocess_id")
+    @classmethod
+    def _check_text(cls, v: str | None) -> str | None:
+        return None if v is None else _text(v)
+
+
+class ResolvedModelSpec(_Frozen):
+    """Everything needed to run one (component, role) and to account for it.
+
+    ``device`` is the actual device chosen for this run (R-MAP-4); where the
+    mapping gives none, ``device_policy`` decides it when that names one device
+    (``cpu``, ``cuda:N``). A ``cuda`` policy needs the scheduler to set it.
+    ``inputs``/``outputs`` (optional, in-process entries) are checked against
+    the model when its runtime opens; Triton entries give them in ``triton``.
+    """
+
+    component_name: Name
+    role: Name
+    model_name: Text
+    model_version: PinnedVersion
+    weights_digest: Text
+    runtime: Runtime
+    engine: Engine
+    precision: Precision
+    device_policy: Text
+    device: Text
+    artifacts: Artifacts = Artifacts()
+    triton: TritonTarget | None = None
+    inputs: tuple[TensorSpec, ...] | None = None
+    outputs: tuple[TensorSpec, ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_device(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("device") is None:
+            policy = data.get("device_policy")
+            if isinstance(policy, str) and _DEVICE.fullmatch(policy):
+                if policy == "cuda":
+                    raise _field_error(
+                        "device",
+                        "not assigned: device_policy 'cuda' needs the scheduler to set "
+                        "the actual device (cuda or cuda:N)",
+                    )
+                return {**data, "device": policy}
+        return data
+
+    @field_validator("model_name")
+    @classmethod
+    def _check_model_name(cls, v: str) -> str:
+        return _text(v)
+
+    @field_validator("model_version")
+    @classmethod
+    def _check_version(cls, v: str) -> str:
+        return _pinned_version(v)
+
+    @field_validator("weights_digest")
+    @classmethod
+    def _check_digest(cls, v: str) -> str:
+        return check_sha256_tagged(v)
+
+    @field_validator("device_policy", "device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        return _device(v)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ResolvedModelSpec:
+        policy, device = self.device_policy, self.device
+        if policy == "cpu" and device != "cpu":
+            raise _field_error("device", f"{device!r} does not fit device_policy 'cpu'")
+        if policy.startswith("cuda") and not device.startswith("cuda"):
+            raise _field_error("device", f"{device!r} does not fit device_policy {policy!r}")
+        if policy.startswith("cuda:") and device != policy:
+            raise _field_error("device", f"{device!r} does not fit the pinned device {policy!r}")
+        if self.engine == "tensorrt" and not device.startswith("cuda"):
+            raise _field_error("engine", f"tensorrt runs on a cuda device, not {device!r}")
+        if self.runtime == "triton":
+            if self.triton is None:
+                raise _field_error("triton", "a triton entry needs a triton block (endpoint, I/O)")
+            for io in ("inputs", "outputs"):
+                if getattr(self, io) is not None:
+                    raise _field_error(io, f"a triton entry declares its {io} in the triton block")
+        else:
+            if self.triton is not None:
+                raise _field_error("triton", "only runtime 'triton' takes a triton block")
+            needed = "weights_path" if self.engine == "torch" else "onnx_path"
+            if getattr(self.artifacts, needed) is None:
+                raise _field_error(
+                    f"artifacts.{needed}",
+                    f"an inprocess {self.engine} entry needs artifacts.{needed}",
+                )
+        return self
+
+    @property
+    def device_kind(self) -> str:
+        """``cpu`` or ``cuda``: the device as it enters the signature (D2)."""
+        return device_kind(self.device)
+
+    @property
+    def local_artifact(self) -> str | None:
+        """The file or directory ``weights_digest`` covers, or None for Triton (R-DIG-2)."""
+        if self.runtime == "triton":
+            return None
+        return self.artifacts.weights_path if self.engine == "torch" else self.artifacts.onnx_path
+
+
+def device_kind(device: str) -> str:
+    """``cuda:1`` → ``cuda``; ``cpu`` → ``cpu`` (D2)."""
+    return device.split(":", 1)[0]
+
+
+class ModelUsed(_Frozen):
+    """One canonical ``models_used[]`` entry (R-SIG-1), as written into NPZ meta.
+
+    ``role`` is added to the SPEC's fields: without it, two roles that swap
+    their models would give the same signature for different results.
+    Exactly one of ``preprocess_preset`` (Triton) and ``preprocessing_version``
+    (local preprocessing) may be set; both are always present, as null if unset.
+    """
+
+    role: str
+    model_name: str
+    model_version: str
+    weights_digest: str
+    runtime: Runtime
+    engine: Engine
+    precision: Precision
+    device: str
+    preprocess_preset: str | None
+    preprocessing_version: str | None
+
+    @classmethod
+    def from_spec(cls, spec: ResolvedModelSpec) -> ModelUsed:
+        """The entry of a (validated) spec; its fields need no second validation."""
+        triton = spec.triton
+        return cls.model_construct(
+            role=spec.role,
+            model_name=spec.model_name,
+            model_version=spec.model_version,
+            weights_digest=spec.weights_digest,
+            runtime=spec.runtime,
+            engine=spec.engine,
+            precision=spec.precision,
+            device=spec.device_kind,
+            preprocess_preset=triton.preprocess_preset if triton is not None else None,
+            preprocessing_version=spec.artifacts.preprocess_id if triton is None else None,
+        )
+
+
+class ResolvedMapping(_Frozen):
+    """``component → role → ResolvedModelSpec`` for one run.
+
+    A component with no roles (``{}``) is one that calls no model; its
+    ``models_used`` is empty and it still has a signature.
+    """
+
+    format_version: Literal[1] = 1
+    profile: str | None = None
+    components: dict[Name, dict[Name, ResolvedModelSpec]]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_entries(cls, data: Any) -> Any:
+        # component_name and role are the mapping's keys; an entry may repeat
+        # them (a dumped mapping does) but may not contradict them.
+        if not isinstance(data, Mapping) or not isinstance(data.get("components"), Mapping):
+            return data
+        components: dict[Any, Any] = {}
+        for component, roles in data["components"].items():
+            if not isinstance(roles, Mapping):
+                components[component] = roles
+                continue
+            named: dict[Any, Any] = {}
+            for role, entry in roles.items():
+                if isinstance(entry, Mapping):
+                    for key, expected in (("component_name", component), ("role", role)):
+                        if entry.get(key, expected) != expected:
+                            raise PydanticCustomError(
+                                "model_spec",
+                                "{reason}",
+                                {
+                                    "loc": ("components", component, role, key),
+                                    "reason": f"{entry[key]!r} contradicts the mapping key "
+                                    f"{expected!r}",
+                                },
+                            )
+                    entry = {**entry, "component_name": component, "role": role}
+                named[role] = entry
+            components[component] = named
+        return {**data, "components": components}
+
+    def spec(self, component: str, role: str) -> ResolvedModelSpec | None:
+        """The spec of (component, role), or None."""
+        return self.components.get(component, {}).get(role)
+
+    def iter_specs(self) -> list[ResolvedModelSpec]:
+        """Every spec, in component then role order."""
+        return [
+            spec
+            for component in sorted(self.components)
+            for _, spec in sorted(self.components[component].items())
+        ]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The mapping as JSON-ready data (nulls kept), e.g. for manifest.json (R-MAP-3)."""
+        return self.model_dump(mode="json")
+
+
+class RunContext(_Frozen):
+    """Who and what a run is for (R-SIG-3 inputs besides the component's own).
+
+    ``platform_id``, ``video_id`` and ``run_id`` name directories of the
+    artifact store (D5), so they are names: letters, digits, ``_ . -``.
+    """
+
+    platform_id: Name
+    video_id: Name
+    run_id: Name
+    config_hash: Text
+    sampling_policy_version: PinnedVersion
+    dataprocessor_version: PinnedVersion
+    user_id: str | None = None
+
+    @field_validator("config_hash", "sampling_policy_version", "dataprocessor_version")
+    @classmethod
+    def _check_text(cls, v: str) -> str:
+        return _text(v)
+
+
+def _field_error(field: str, reason: str) -> PydanticCustomError:
+    return PydanticCustomError("model_spec", "{reason}", {"field": field, "reason": reason})
+
+
+def parse_mapping(data: Any, *, source: str = "mapping") -> ResolvedMapping:
+    """Validate raw mapping data (from a payload, YAML or the DB).
+
+    Args:
+        data: ``{"components": {component: {role: entry}}, "profile": ...}``.
+        source: where it came from, named in errors ("payload", a file path, ...).
+
+    Raises:
+        InvalidModelSpec: every problem found, the first one in ``fields``
+            (``component``, ``role``, ``field``) and all of them in ``problems``.
+    """
+    try:
+        return ResolvedMapping.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_spec_from(exc, source) from None
+
+
+def invalid_spec_from(exc: ValidationError, source: str) -> InvalidModelSpec:
+    """Turn pydantic's errors into one InvalidModelSpec naming component/role/field."""
+    problems = [_problem(err) for err in exc.errors(include_url=False)]
+    first = problems[0]
+    lines = [_describe(p) for p in problems]
+    message = f"{source}: " + (lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines))
+    return InvalidModelSpec(
+        message,
+        source=source,
+        component=first["component"],
+        role=first["role"],
+        field=first["field"],
+        problems=problems,
+    )
+
+
+def _problem(err: Any) -> dict[str, Any]:
+    ctx = err.get("ctx") or {}
+    loc = tuple(ctx.get("loc") or err["loc"])
+    component = role = None
+    rest: tuple[Any, ...] = loc
+    if len(loc) > 1 and loc[0] == "components":
+        component = str(loc[1]) if len(loc) > 1 else None
+        role = str(loc[2]) if len(loc) > 2 and loc[2] != "[key]" else None
+        rest = loc[3:] if role is not None else loc[2:]
+        # pydantic names the tagged member in unions/literals; drop its internals.
+        rest = tuple(p for p in rest if p != "[key]")
+    parts = [str(p) for p in rest]
+    if ctx.get("field"):
+        parts.append(str(ctx["field"]))
+    reason = ctx.get("reason") or str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "missing":
+        reason = "is required"
+    elif err["type"] == "extra_forbidden":
+        reason = "is not a known field"
+    return {
+        "component": component,
+        "role": role,
+        "field": ".".join(parts) or None,
+        "reason": reason,
+    }
+
+
+def _describe(problem: dict[str, Any]) -> str:
+    where = []
+    if problem["component"] is not None:
+        where.append(f"component {problem['component']!r}")
+    if problem["role"] is not None:
+        where.append(f"role {problem['role']!r}")
+    if problem["field"] is not None:
+        where.append(f"field {problem['field']!r}")
+    return f"{', '.join(where) or 'mapping'}: {problem['reason']}"

@@ -1,0 +1,437 @@
+"""Running components so that every result is cached, reproducible and explainable.
+
+Per component (R-SIG-3/4, R-ART-1/2, D4, D5)::
+
+    cache_key_for(component)
+      │
+      ├─ lookup(key) → artifact valid (size, sha256, schema)? ── yes → reuse: no model opened
+      │                                     └─ no → forget it, recompute (a warning says why)
+      ▼
+    try_acquire(lease on key) ── held by another worker → wait: reuse what it publishes,
+      │                          or take over once its lease expires (it died); bounded wait
+      ▼
+    lookup again (it may have finished meanwhile) → open runtimes → component.process()
+      → NPZ with meta, published atomically → component row → release lease
+
+Whatever happens, the run's ``manifest.json`` records each component's status,
+timings, device, batch size, models_used/model_signature, cache key and hit,
+and error/error_code (R-FAIL-4); the run index gets one row per component.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modelmanager import offline
+from modelmanager.errors import ComponentFailed, LeaseWaitTimeout, ModelManagerError
+from modelmanager.index import ComponentRunRow, Lease, RunStore
+from modelmanager.manager import ModelManager
+from modelmanager.mapping.signature import CacheKey
+from modelmanager.mapping.spec import ResolvedModelSpec, RunContext
+from modelmanager.runtimes import Runtime
+from modelmanager.store.artifacts import (
+    ArtifactMeta,
+    ArtifactRecord,
+    artifact_relpath,
+    check_artifact,
+    manifest_relpath,
+    write_artifact,
+)
+from modelmanager.store.manifest import ComponentEntry, Manifest, RunSection, write_manifest
+
+__all__ = ["Component", "ComponentOutput", "ComponentRequest", "RunResult", "Runner"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRequest:
+    """What a component gets: the run, its inputs, and an opened handle per role."""
+
+    run_context: RunContext
+    inputs: Mapping[str, Any]
+    runtimes: Mapping[str, Runtime]
+    specs: Mapping[str, ResolvedModelSpec]
+
+
+@dataclass(slots=True)
+class ComponentOutput:
+    """What a component returns: named arrays for its NPZ, and how it ran."""
+
+    arrays: Mapping[str, NDArray[Any]]
+    batch_size: int | None = None
+    seed: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Component(Protocol):
+    """One processing step of the DataProcessor (visual, audio, text, …)."""
+
+    name: str
+    producer_version: str
+    schema_version: str
+    roles: Sequence[str]
+
+    def process(self, request: ComponentRequest) -> ComponentOutput:
+        """Compute the component's arrays with the handles in ``request.runtimes``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """A finished run: its manifest and where it was written."""
+
+    manifest: Manifest
+    manifest_path: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest.run.status == "ok"
+
+
+class Runner:
+    """Runs components for one manager (one run context and mapping).
+
+    Args:
+        manager: resolves specs, signatures and keys, and opens runtimes.
+        store: the run index (cache lookups, component rows, leases).
+        artifact_root: where NPZ artifacts and manifests are written (D5).
+        mapping_source: where the mapping came from, for the manifest.
+        lease_ttl_s: a worker's claim on a key lasts this long unless renewed.
+        lease_wait_s: how long to wait for another worker computing the same key.
+    """
+
+    def __init__(
+        self,
+        manager: ModelManager,
+        store: RunStore,
+        artifact_root: str | os.PathLike[str],
+        *,
+        mapping_source: str = "payload",
+        lease_ttl_s: float = 60.0,
+        lease_wait_s: float = 600.0,
+        poll_s: float = 0.05,
+    ) -> None:
+        if manager.run_context is None:
+            raise ValueError("a Runner needs a manager made with a run context")
+        self.manager = manager
+        self.run_context: RunContext = manager.run_context
+        self.store = store
+        self.artifact_root = Path(artifact_root)
+        self.mapping_source = mapping_source
+        self.lease_ttl_s = lease_ttl_s
+        self.lease_wait_s = lease_wait_s
+        self.poll_s = poll_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def run(
+        self,
+        components: Sequence[Component],
+        inputs: Mapping[str, Any],
+        *,
+        on_component: Callable[[Component, ComponentEntry | None], None] | None = None,
+    ) -> RunResult:
+        """Run every component in order; a failing one is recorded, the others still run.
+
+        ``on_component(component, None)`` is called as a component starts and
+        ``on_component(component, entry)`` as it ends (progress display).
+        """
+        ctx = self.run_context
+        started = _now()
+        self.store.start_run(ctx, mapping_source=self.mapping_source)
+        entries = []
+        for component in components:
+            if on_component is not None:
+                on_component(component, None)
+            entries.append(self._run_one(component, inputs))
+            if on_component is not None:
+                on_component(component, entries[-1])
+        status: Literal["ok", "failed"] = (
+            "ok" if all(e.status != "failed" for e in entries) else "failed"
+        )
+        manifest = Manifest(
+            manifest_version=1,
+            run=RunSection(
+                run_id=ctx.run_id,
+                platform_id=ctx.platform_id,
+                video_id=ctx.video_id,
+                config_hash=ctx.config_hash,
+                sampling_policy_version=ctx.sampling_policy_version,
+                dataprocessor_version=ctx.dataprocessor_version,
+                user_id=ctx.user_id,
+                mapping_source=self.mapping_source,
+                resolved_model_mapping=self.manager.mapping,
+                status=status,
+                started_at=started,
+                finished_at=_now(),
+            ),
+            components=tuple(entries),
+        )
+        relpath = manifest_relpath(ctx.platform_id, ctx.video_id, ctx.run_id)
+        path = write_manifest(self.artifact_root, relpath, manifest)
+        self.store.finish_run(ctx.run_id, status=status, manifest_path=relpath)
+        return RunResult(manifest, path)
+
+    def _run_one(self, component: Component, inputs: Mapping[str, Any]) -> ComponentEntry:
+        attempt = _Attempt(component, started_at=_now(), clock=time.perf_counter())
+        refusals_before = len(offline.blocked_attempts())
+        # The key's lease, once taken, is held until the component row is recorded: a
+        # waiter that takes it next must find the artifact in the index, not compute again.
+        with ExitStack() as lease_held:
+            try:
+                key = self.manager.cache_key_for(
+                    component.name,
+                    producer_version=component.producer_version,
+                    schema_version=component.schema_version,
+                )
+                attempt.key = key
+                record = self._reusable(key, component, attempt)
+                if record is not None:
+                    attempt.cache_hit = True
+                else:
+                    record = self._compute_once(key, component, inputs, attempt, lease_held)
+                attempt.artifact = record
+            except ModelManagerError as exc:
+                attempt.error = exc
+            except Exception as exc:  # a library's wrapping of a refusal, or the component's bug
+                attempt.error = offline.refusal_in(exc)
+                if attempt.error is None:
+                    logger.exception("component %s failed", component.name)
+                    attempt.error = ComponentFailed(
+                        f"{component.name}: {type(exc).__name__}: {exc}", component=component.name
+                    )
+            # Refusals a library caught and went on from are still recorded (R-NET-2).
+            attempt.warnings.extend(str(a) for a in offline.blocked_attempts()[refusals_before:])
+            entry = attempt.entry(self.manager)
+            self.store.record_component(self._row(entry))
+        return entry
+
+    def _reusable(
+        self, key: CacheKey, component: Component, attempt: _Attempt
+    ) -> ArtifactRecord | None:
+        """The cached artifact of ``key`` if it is still valid; an invalid one is forgotten."""
+        cached = self.store.lookup(key.key)
+        if cached is None:
+            return None
+        record = ArtifactRecord(cached.artifact_path, cached.artifact_size, cached.artifact_sha256)
+        check = check_artifact(self.artifact_root, record, schema_version=component.schema_version)
+        if check.ok:
+            return record
+        warning = f"cached artifact {record.relpath} is invalid ({check.problem}: {check.detail}); recomputed"
+        logger.warning("%s: %s", component.name, warning)
+        attempt.warnings.append(warning)
+        self.store.forget(key.key, record.relpath)
+        return None
+
+    def _compute_once(
+        self,
+        key: CacheKey,
+        component: Component,
+        inputs: Mapping[str, Any],
+        attempt: _Attempt,
+        lease_held: ExitStack,
+    ) -> ArtifactRecord:
+        """Compute under the key's lease, or reuse what the lease holder publishes.
+
+        The lease stays held (and renewed) in ``lease_held`` after this returns.
+        """
+        deadline = time.monotonic() + self.lease_wait_s
+        while True:
+            lease = self.store.try_acquire(key.key, self.owner, self.lease_ttl_s)
+            if lease is not None:
+                break
+            time.sleep(self.poll_s)
+            record = self._reusable(key, component, attempt)
+            if record is not None:
+                attempt.cache_hit = True
+                return record
+            if time.monotonic() > deadline:
+                holder = self.store.holder(key.key)
+                raise LeaseWaitTimeout(
+                    f"{component.name}: waited {self.lease_wait_s:.0f} s for "
+                    f"{holder[0] if holder else 'another worker'} computing the same key",
+                    component=component.name,
+                    cache_key=key.key,
+                )
+        lease_held.callback(self.store.release, lease)
+        lease_held.enter_context(_Heartbeat(self.store, lease, self.lease_ttl_s))
+        record = self._reusable(key, component, attempt)  # finished while we waited?
+        if record is not None:
+            attempt.cache_hit = True
+            return record
+        return self._compute(key, component, inputs, attempt)
+
+    def _compute(
+        self,
+        key: CacheKey,
+        component: Component,
+        inputs: Mapping[str, Any],
+        attempt: _Attempt,
+    ) -> ArtifactRecord:
+        mm, ctx = self.manager, self.run_context
+        specs = {role: mm.resolve(component.name, role) for role in component.roles}
+        runtimes = {role: mm.get_runtime(spec) for role, spec in specs.items()}
+        output = component.process(ComponentRequest(ctx, inputs, runtimes, specs))
+        attempt.batch_size = output.batch_size
+        attempt.warnings.extend(output.warnings)
+        first = next(iter(specs.values()), None)
+        cuda_version, cudnn_version = _cuda_versions()
+        meta = ArtifactMeta(
+            format="modelmanager.npz/1",
+            component=component.name,
+            run_id=ctx.run_id,
+            cache_key=key.key,
+            models_used=tuple(mm.models_used_for(component.name)),
+            model_signature=mm.model_signature_for(component.name),
+            producer_version=component.producer_version,
+            schema_version=component.schema_version,
+            batch_size=output.batch_size,
+            seed=output.seed,
+            engine=first.engine if first else None,
+            precision=first.precision if first else None,
+            device=first.device if first else None,
+            library_versions=_library_versions(),
+            cuda_version=cuda_version,
+            cudnn_version=cudnn_version,
+            created_at=_now(),
+        )
+        relpath = artifact_relpath(ctx.platform_id, ctx.video_id, component.name, ctx.run_id)
+        return write_artifact(self.artifact_root, relpath, output.arrays, meta)
+
+    def _row(self, entry: ComponentEntry) -> ComponentRunRow:
+        ctx = self.run_context
+        artifact = entry.artifact
+        return ComponentRunRow(
+            run_id=ctx.run_id,
+            platform_id=ctx.platform_id,
+            video_id=ctx.video_id,
+            component=entry.component,
+            cache_key=entry.cache_key,
+            model_signature=entry.model_signature,
+            producer_version=entry.producer_version,
+            schema_version=entry.schema_version,
+            status=entry.status,
+            cache_hit=entry.cache_hit,
+            error_code=entry.error_code,
+            latency_ms=entry.duration_ms,
+            device=entry.device_used,
+            batch_size=entry.batch_size,
+            oom_retries=entry.oom_retries,
+            artifact_path=artifact.relpath if artifact else None,
+            artifact_size=artifact.size if artifact else None,
+            artifact_sha256=artifact.sha256 if artifact else None,
+            started_at=_parse(entry.started_at),
+            finished_at=_parse(entry.finished_at),
+        )
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What is learnt about one component while it runs, turned into its manifest entry."""
+
+    component: Component
+    started_at: str
+    clock: float
+    key: CacheKey | None = None
+    cache_hit: bool = False
+    artifact: ArtifactRecord | None = None
+    batch_size: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: ModelManagerError | None = None
+
+    def entry(self, mm: ModelManager) -> ComponentEntry:
+        c = self.component
+        used: tuple[Any, ...] = ()
+        signature = device = ""
+        try:
+            used = tuple(mm.models_used_for(c.name))
+            signature = mm.model_signature_for(c.name)
+            specs = list(mm.mapping.components.get(c.name, {}).values())
+            device = specs[0].device if specs else ""
+        except ModelManagerError:
+            pass  # not in the mapping: the error says so
+        failed = self.error is not None
+        return ComponentEntry(
+            component=c.name,
+            status="failed" if failed else ("cached" if self.cache_hit else "ok"),
+            started_at=self.started_at,
+            finished_at=_now(),
+            duration_ms=round((time.perf_counter() - self.clock) * 1000, 3),
+            producer_version=c.producer_version,
+            schema_version=c.schema_version,
+            device_used=device or None,
+            batch_size=self.batch_size,
+            models_used=used,
+            model_signature=signature,
+            cache_key=self.key.key if self.key else "",
+            cache_key_material=self.key.to_json_dict() if self.key else {},
+            cache_hit=self.cache_hit,
+            artifact=self.artifact,
+            error=self.error.message if self.error else None,
+            error_code=self.error.code if self.error else None,
+            error_fields=self.error.to_dict() if self.error else {},
+            warnings=tuple(self.warnings),
+        )
+
+
+class _Heartbeat:
+    """Renews a lease every third of its TTL while the work under it runs."""
+
+    def __init__(self, store: RunStore, lease: Lease, ttl_s: float) -> None:
+        self.store, self.lease, self.ttl_s = store, lease, ttl_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            if not self.store.renew(self.lease, self.ttl_s):
+                logger.warning("lost the lease on %s", self.lease.cache_key)
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"numpy": np.__version__, "python": sys.version.split()[0]}
+    for name in ("onnxruntime", "torch", "tritonclient"):
+        module = sys.modules.get(name)
+        version = getattr(module, "__version__", None)
+        if version:
+            versions[name] = str(version)
+    return versions
+
+
+def _cuda_versions() -> tuple[str | None, str | None]:
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return None, None
+    cudnn = torch.backends.cudnn.version()
+    return torch.version.cuda, None if cudnn is None else str(cudnn)
