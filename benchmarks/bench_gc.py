@@ -42,7 +42,7 @@ from modelmanager.index import RunStore
 from modelmanager.index.models import Base
 from modelmanager.index.store import video_history_statements
 from modelmanager.retention import collect_garbage, delete_video, find_orphans
-from modelmanager.store.artifacts import artifact_relpath, manifest_relpath
+from modelmanager.store.layout import artifact_relpath, manifest_relpath
 
 from .harness import Result, Workspace
 

@@ -82,7 +82,7 @@ from modelmanager.manager import ModelManager
 from modelmanager.mapping.spec import ResolvedMapping, ResolvedModelSpec, RunContext, parse_mapping
 from modelmanager.run.runner import ComponentOutput, ComponentRequest, Runner
 from modelmanager.runtimes import Runtime, default_runtime
-from modelmanager.store.artifacts import manifest_relpath
+from modelmanager.store.layout import manifest_relpath
 from modelmanager.store.manifest import Manifest, RunSection, write_manifest
 from modelmanager.weights.digest import DigestCache, Digester
 

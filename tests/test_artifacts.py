@@ -39,15 +39,13 @@ from modelmanager.store.artifacts import (
     ArtifactCheck,
     ArtifactMeta,
     ArtifactRecord,
-    artifact_relpath,
-    atomic_write,
     check_artifact,
-    is_temp_name,
-    manifest_relpath,
     read_artifact,
-    utc_timestamp,
     write_artifact,
 )
+from modelmanager.store.atomic import atomic_write, is_temp_name
+from modelmanager.store.fields import utc_timestamp
+from modelmanager.store.layout import artifact_relpath, manifest_relpath
 
 GOLDEN_META = Path(__file__).parent / "golden" / "artifact_meta.json"
 REL = artifact_relpath("youtube", "vid-001", "text_ocr", "run-001")

@@ -24,12 +24,9 @@ from pydantic import ValidationError
 from modelmanager.errors import ArtifactInvalid
 from modelmanager.mapping.signature import cache_key, diff_documents, model_signature, models_used
 from modelmanager.mapping.spec import ModelUsed, ResolvedMapping, RunContext, parse_mapping
-from modelmanager.store.artifacts import (
-    ArtifactRecord,
-    artifact_relpath,
-    is_temp_name,
-    manifest_relpath,
-)
+from modelmanager.store.artifacts import ArtifactRecord
+from modelmanager.store.atomic import is_temp_name
+from modelmanager.store.layout import artifact_relpath, manifest_relpath
 from modelmanager.store.manifest import (
     MANIFEST_SCHEMA_PATH,
     ComponentEntry,

@@ -30,7 +30,7 @@ from modelmanager.retention import (
     signature_set,
     subject_sha256,
 )
-from modelmanager.store.artifacts import artifact_relpath, manifest_relpath, temp_dir, temp_relpath
+from modelmanager.store.layout import artifact_relpath, manifest_relpath, temp_dir, temp_relpath
 
 from .db_fixtures import component_row, run_context
 

@@ -52,7 +52,8 @@ TritonDtype = Literal[
     "FP16", "FP32", "FP64", "BF16", "BYTES",
 ]  # fmt: skip
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+"""A path-safe name: components, roles, models, ids (they become paths under the roots)."""
 _DEVICE = re.compile(r"cpu|cuda|cuda:(0|[1-9][0-9]*)")
 _FLOATING_WORDS = frozenset(
     {"latest", "stable", "current", "newest", "head", "main", "master", "default", "any",
@@ -64,7 +65,7 @@ _GRPC_URL = re.compile(r"(grpc://)?[^\s/:]+:[0-9]{1,5}")
 
 
 def _name(value: str) -> str:
-    if not _NAME.fullmatch(value):
+    if not NAME.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name (letters, digits, '_', '.', '-'; "
             "starting with a letter or digit; at most 128 characters)"

@@ -70,7 +70,7 @@ from typing import Any, Literal
 from modelmanager.config import Settings
 from modelmanager.errors import ArtifactRootMissing, DeletionBlocked, InvalidRunContext
 from modelmanager.index import ComponentRunRow, RunRow, RunStore
-from modelmanager.store.artifacts import TEMP_DIR_NAME, resolve_relpath
+from modelmanager.store.layout import TEMP_DIR_NAME, resolve_relpath
 
 __all__ = [
     "CollectedRun",

@@ -47,11 +47,10 @@ from modelmanager.runtimes import Runtime
 from modelmanager.store.artifacts import (
     ArtifactMeta,
     ArtifactRecord,
-    artifact_relpath,
     check_artifact,
-    manifest_relpath,
     write_artifact,
 )
+from modelmanager.store.layout import artifact_relpath, manifest_relpath
 from modelmanager.store.manifest import ComponentEntry, Manifest, RunSection, write_manifest
 
 __all__ = ["Component", "ComponentOutput", "ComponentRequest", "RunResult", "Runner"]

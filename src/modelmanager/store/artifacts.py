@@ -1,24 +1,6 @@
 """NPZ artifacts: atomic writes, recorded size and sha256, checked reads (R-ART-1, D5).
 
-Layout under the artifact root (every id is a path-safe name, see
-:class:`~modelmanager.mapping.spec.RunContext`)::
-
-    <root>/
-    └── <platform_id>/
-        └── <video_id>/                         delete-by-video = this subtree (R-GC-4)
-            ├── <component>/
-            │   └── <run_id>/
-            │       ├── <component>.npz         artifact_relpath(...)
-            │       └── .<component>.npz.<16 hex>.tmp   a write in progress or a crashed one
-            ├── runs/
-            │   └── <run_id>/
-            │       └── manifest.json           manifest_relpath(...), see modelmanager.store.manifest
-            └── _tmp/
-                └── <run_id>/
-                    └── <name>/                 temp_relpath(...), temp_dir(...): frames_dir and
-                                                other scratch data, expired by GC (R-GC-3)
-
-``_tmp`` cannot be a component's name (a name starts with a letter or digit).
+Where they live: :mod:`modelmanager.store.layout`.
 
 An artifact is a standard, uncompressed ``.npz`` (a zip of ``.npy`` members,
 LIMITS.md: compression costs 40x). Besides the caller's arrays it holds one
@@ -47,55 +29,38 @@ format and ``schema_version`` against an :class:`ArtifactRecord` kept elsewhere
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
 import json
 import os
-import re
-import secrets
 import stat
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
-from typing import IO, Annotated, Any, BinaryIO, ClassVar, Final, Literal
+from typing import IO, Annotated, Any, ClassVar, Final, Literal
 
 import numpy as np
 from numpy.lib import format as npy_format
 from numpy.typing import NDArray
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelmanager.errors import ArtifactInvalid
 from modelmanager.mapping.canonical import canonical_json, check_sha256_tagged
-from modelmanager.mapping.spec import ModelUsed, RunContext
+from modelmanager.mapping.spec import ModelUsed
+from modelmanager.store.atomic import atomic_write
+from modelmanager.store.fields import Sha256Tagged, UtcTimestamp
+from modelmanager.store.layout import check_relpath, resolve_relpath
+from modelmanager.weights.digest import hash_open_file
 
 __all__ = [
     "ARTIFACT_FORMAT",
     "META_KEY",
-    "TEMP_DIR_NAME",
     "ArtifactCheck",
     "ArtifactMeta",
     "ArtifactProblem",
     "ArtifactRecord",
-    "Sha256Tagged",
-    "UtcTimestamp",
-    "artifact_relpath",
-    "atomic_write",
     "check_artifact",
-    "is_temp_name",
-    "manifest_relpath",
     "read_artifact",
-    "resolve_relpath",
-    "temp_dir",
-    "temp_relpath",
-    "utc_timestamp",
     "write_artifact",
 ]
-
-TEMP_DIR_NAME: Final = "_tmp"
-"""The per-video directory of runs' temporary data (never a component name)."""
 
 ARTIFACT_FORMAT: Final = "modelmanager.npz/1"
 """The container format written into every meta; a reader refuses any other."""
@@ -105,126 +70,8 @@ META_KEY = "__meta__"
 
 ArtifactProblem = Literal["missing", "size", "sha256", "unreadable", "format", "schema"]
 
-_CHUNK = 1 << 20
-_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
-_TEMP_AREA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # Zip entries get this fixed time instead of "now": same content, same bytes.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-
-# --- shared field rules (also used by modelmanager.store.manifest) -----------------
-
-
-def _utc_iso(value: str) -> str:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an ISO-8601 timestamp") from None
-    offset = parsed.utcoffset()
-    if offset is None or offset.total_seconds() != 0:
-        raise ValueError(f"{value!r} is not in UTC (end it with 'Z' or '+00:00')")
-    return value
-
-
-def _relpath(value: str) -> str:
-    path = PurePosixPath(value)
-    if (
-        not value
-        or "\\" in value
-        or path.is_absolute()
-        or any(part in {"..", "."} for part in value.split("/"))
-        or value.endswith("/")
-    ):
-        raise ValueError(f"{value!r} is not a normalized POSIX path relative to the artifact root")
-    return value
-
-
-UtcTimestamp = Annotated[str, Field(strict=True), AfterValidator(_utc_iso)]
-"""An ISO-8601 timestamp in UTC, as :func:`utc_timestamp` writes it."""
-
-Sha256Tagged = Annotated[
-    str, Field(strict=True, pattern=r"^sha256:[0-9a-f]{64}$"), AfterValidator(check_sha256_tagged)
-]
-"""``sha256:<64 lowercase hex>``."""
-
-
-def utc_timestamp(when: datetime | None = None) -> str:
-    """``when`` (default: now) as ISO-8601 UTC with microseconds, e.g. ``2025-01-02T03:04:05.000006Z``.
-
-    Args:
-        when: an aware datetime; naive ones are refused (their zone is unknown).
-
-    Raises:
-        ValueError: ``when`` is naive.
-    """
-    if when is None:
-        when = datetime.now(UTC)
-    elif when.tzinfo is None:
-        raise ValueError("a naive datetime has no time zone; pass an aware one")
-    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-# --- layout -------------------------------------------------------------------
-
-
-def artifact_relpath(platform_id: str, video_id: str, component: str, run_id: str) -> str:
-    """``<platform_id>/<video_id>/<component>/<run_id>/<component>.npz``.
-
-    Args:
-        platform_id, video_id, run_id: from the (validated) run context.
-        component: the component's name, as in the mapping.
-    """
-    return f"{platform_id}/{video_id}/{component}/{run_id}/{component}.npz"
-
-
-def manifest_relpath(platform_id: str, video_id: str, run_id: str) -> str:
-    """``<platform_id>/<video_id>/runs/<run_id>/manifest.json``.
-
-    A component named ``runs`` would share this directory level, but its files
-    are ``runs/<run_id>/runs.npz``, so no name clashes with ``manifest.json``.
-
-    Args:
-        platform_id, video_id, run_id: from the (validated) run context.
-    """
-    return f"{platform_id}/{video_id}/runs/{run_id}/manifest.json"
-
-
-def temp_relpath(platform_id: str, video_id: str, run_id: str, name: str) -> str:
-    """``<platform_id>/<video_id>/_tmp/<run_id>/<name>``: a run's temporary data (R-GC-3).
-
-    Garbage collection removes ``_tmp/<run_id>/`` once the run started more than
-    ``gc_temp_ttl_days`` ago (and with the run, or the video, when they go).
-
-    Raises:
-        ValueError: ``name`` is not a path-safe name.
-    """
-    if not _TEMP_AREA_NAME.fullmatch(name):
-        raise ValueError(f"{name!r} is not a valid temp directory name (letters, digits, _ . -)")
-    return f"{platform_id}/{video_id}/{TEMP_DIR_NAME}/{run_id}/{name}"
-
-
-def temp_dir(root: str | os.PathLike[str], run_context: RunContext, name: str) -> Path:
-    """A run's temporary directory ``name`` under the artifact root, created if missing.
-
-    >>> frames = temp_dir(artifact_root, run_context, "frames_dir")  # doctest: +SKIP
-
-    Raises:
-        ValueError: ``name`` is not a path-safe name.
-    """
-    path = resolve_relpath(
-        root, temp_relpath(run_context.platform_id, run_context.video_id, run_context.run_id, name)
-    )
-    _make_dirs(path)
-    return path
-
-
-def is_temp_name(name: str) -> bool:
-    """Whether a file name is one of :func:`atomic_write`'s temp files (never read; GC may delete).
-
-    >>> is_temp_name(".text_ocr.npz.0123456789abcdef.tmp")
-    True
-    """
-    return _TEMP_NAME.fullmatch(name) is not None
 
 
 # --- records ------------------------------------------------------------------
@@ -284,7 +131,7 @@ class ArtifactRecord:
     sha256: Sha256Tagged
 
     def __post_init__(self) -> None:
-        _relpath(self.relpath)
+        check_relpath(self.relpath)
         check_sha256_tagged(self.sha256)
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
             raise ValueError(f"size {self.size!r} is not a non-negative integer")
@@ -354,78 +201,6 @@ class ArtifactCheck:
 
 
 # --- writing ------------------------------------------------------------------
-
-
-class _HashingWriter:
-    """A write-only, non-seekable stream that hashes and counts what passes through.
-
-    Having no ``tell``/``seek`` makes :mod:`zipfile` stream (data descriptors
-    after each member) instead of seeking back to patch headers, so every byte
-    is hashed exactly once, in file order, as it is written.
-    """
-
-    def __init__(self, file: BinaryIO) -> None:
-        self._file = file
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        view = memoryview(data).cast("B")
-        self._hash.update(view)
-        self._file.write(view)  # a buffered file writes everything or raises
-        self.size += view.nbytes
-        return view.nbytes
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    @property
-    def sha256(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
-
-
-def atomic_write(
-    path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
-) -> tuple[int, str]:
-    """Write a file atomically: temp file in the same directory, fsync, rename, fsync dir.
-
-    ``write`` receives a non-seekable binary stream; what it writes is hashed on
-    the way. Missing directories are created (and their parents fsynced). On
-    any exception the temp file is removed; after a crash (SIGKILL, power
-    loss) the final path is untouched and a temp file (:func:`is_temp_name`)
-    may remain.
-
-    Args:
-        path: the final path.
-        write: writes the content to the stream it is given.
-
-    Returns:
-        ``(size, "sha256:<hex>")`` of the bytes written.
-
-    Raises:
-        OSError: the directory cannot be created or the file cannot be written.
-    """
-    final = Path(path)
-    directory = final.parent
-    _make_dirs(directory)
-    tmp = directory / f".{final.name}.{secrets.token_hex(8)}.tmp"
-    # O_EXCL: the name is ours alone; 0o666 & ~umask like any other new file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    try:
-        with open(fd, "wb") as file:
-            writer = _HashingWriter(file)
-            write(writer)  # type: ignore[arg-type]  # the writer is the IO[bytes] subset zipfile uses
-            writer.flush()
-            os.fsync(file.fileno())
-            if os.fstat(file.fileno()).st_size != writer.size:
-                raise OSError(f"{tmp}: wrote {writer.size} bytes but the file has another size")
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-    return writer.size, writer.sha256
 
 
 def write_artifact(
@@ -568,7 +343,7 @@ def _inspect(
                 record.size,
                 st.st_size,
             )
-        actual_sha = _hash_open_file(file)
+        actual_sha = hash_open_file(file)
         if actual_sha != record.sha256:
             return bad(
                 "sha256",
@@ -637,18 +412,6 @@ def _inspect(
     return ArtifactCheck(True, None, "ok", where, meta=meta), arrays
 
 
-# --- helpers ------------------------------------------------------------------
-
-
-def resolve_relpath(root: str | os.PathLike[str], relpath: str) -> Path:
-    """``root/relpath`` for a normalized relative POSIX ``relpath`` that stays inside ``root``.
-
-    Raises:
-        ValueError: ``relpath`` is empty, absolute, has ``..``/``.`` parts or backslashes.
-    """
-    return Path(root).joinpath(*_relpath(relpath).split("/"))
-
-
 def _check_member_header(npz: np.lib.npyio.NpzFile, name: str) -> None:
     """Raise ValueError if member ``name`` would need pickle; reads its header only."""
     with npz.zip.open(name + ".npy") as member:
@@ -661,42 +424,3 @@ def _check_member_header(npz: np.lib.npyio.NpzFile, name: str) -> None:
             dtype = npz[name].dtype
     if dtype.hasobject:
         raise ValueError(f"member {name!r} has dtype {dtype}, which needs pickle to load")
-
-
-def _hash_open_file(file: io.FileIO) -> str:
-    digest = hashlib.sha256()
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
-    while n := file.readinto(buf):
-        digest.update(view[:n])
-    return "sha256:" + digest.hexdigest()
-
-
-def _make_dirs(directory: Path) -> None:
-    """``mkdir -p`` that fsyncs the parent of every directory it creates."""
-    missing: list[Path] = []
-    current = directory
-    while not current.is_dir():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir()
-        except FileExistsError:
-            if not path.is_dir():
-                raise
-            continue  # another writer made it; it syncs its own parent
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename (or mkdir) itself durable; Windows cannot open directories.
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -44,12 +44,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from modelmanager.errors import ArtifactInvalid
 from modelmanager.mapping.spec import ModelUsed, Name, ResolvedMapping, RunContext
-from modelmanager.store.artifacts import (
-    ArtifactRecord,
-    UtcTimestamp,
-    atomic_write,
-    resolve_relpath,
-)
+from modelmanager.store.artifacts import ArtifactRecord
+from modelmanager.store.atomic import atomic_write
+from modelmanager.store.fields import UtcTimestamp
+from modelmanager.store.layout import resolve_relpath
 
 __all__ = [
     "MANIFEST_SCHEMA_PATH",
