@@ -80,7 +80,8 @@ from modelmanager import load_document
 from modelmanager.index import ComponentRunRow, RunStore
 from modelmanager.manager import ModelManager
 from modelmanager.mapping.spec import ResolvedMapping, ResolvedModelSpec, RunContext, parse_mapping
-from modelmanager.run.runner import ComponentOutput, ComponentRequest, Runner
+from modelmanager.run.contract import ComponentOutput, ComponentRequest
+from modelmanager.run.runner import Runner
 from modelmanager.runtimes import Runtime, default_runtime
 from modelmanager.store.layout import manifest_relpath
 from modelmanager.store.manifest import Manifest, RunSection, write_manifest

@@ -11,7 +11,8 @@ import numpy as np
 
 from modelmanager import ModelManager, load_document
 from modelmanager.index import RunStore
-from modelmanager.run.runner import ComponentOutput, ComponentRequest, Runner
+from modelmanager.run.contract import ComponentOutput, ComponentRequest
+from modelmanager.run.runner import Runner
 
 from .conftest import EXAMPLES
 

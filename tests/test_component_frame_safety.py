@@ -19,7 +19,8 @@ from modelmanager.components import FrameSafety
 from modelmanager.components.frame_safety import BATCH_SIZE
 from modelmanager.components.imaging import resize_bilinear
 from modelmanager.index import RunStore
-from modelmanager.run.runner import ComponentRequest, Runner
+from modelmanager.run.contract import ComponentRequest
+from modelmanager.run.runner import Runner
 from modelmanager.store.artifacts import read_artifact
 from modelmanager.tools.media import Sample, load_sample
 from modelmanager.tools.prepare import PreparedModel, profile_document

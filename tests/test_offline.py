@@ -120,7 +120,7 @@ class Downloads:
     def process(self, request: Any) -> Any:
         import requests
 
-        from modelmanager.run.runner import ComponentOutput
+        from modelmanager.run.contract import ComponentOutput
 
         try:
             requests.get("https://example.com/weights.bin", timeout=5)

@@ -32,7 +32,8 @@ from modelmanager.config import Settings, require_models_root
 from modelmanager.index import RunStore
 from modelmanager.manager import ModelManager
 from modelmanager.mapping.sources import resolve_mapping
-from modelmanager.run.runner import Component, Runner, RunResult
+from modelmanager.run.contract import Component
+from modelmanager.run.runner import Runner, RunResult
 from modelmanager.store.manifest import ComponentEntry
 from modelmanager.tools.media import load_sample
 from modelmanager.triton.local import local_triton

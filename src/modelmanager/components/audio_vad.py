@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelmanager.errors import ConfigurationInvalid
-from modelmanager.run.runner import ComponentOutput, ComponentRequest
+from modelmanager.run.contract import ComponentOutput, ComponentRequest
 
 __all__ = ["AudioVAD", "speech_segments"]
 

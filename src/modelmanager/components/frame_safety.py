@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from modelmanager.components.imaging import resize_bilinear, rgb_frames
 from modelmanager.errors import InvalidModelSpec
-from modelmanager.run.runner import ComponentOutput, ComponentRequest
+from modelmanager.run.contract import ComponentOutput, ComponentRequest
 
 __all__ = [
     "BATCH_SIZE",

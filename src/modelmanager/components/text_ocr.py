@@ -54,8 +54,7 @@ from numpy.typing import NDArray
 
 from modelmanager.components.imaging import resize_bilinear, rgb_frames
 from modelmanager.errors import InvalidModelSpec
-from modelmanager.run.runner import ComponentOutput, ComponentRequest
-from modelmanager.runtimes import Runtime
+from modelmanager.run.contract import ComponentOutput, ComponentRequest, Runtime
 
 __all__ = ["PREPROCESS_ID", "Box", "TextOCR", "ctc_decode", "detect_boxes"]
 

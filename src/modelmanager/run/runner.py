@@ -24,70 +24,38 @@ import logging
 import os
 import socket
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
-from numpy.typing import NDArray
 
 from modelmanager import offline
 from modelmanager.errors import ComponentFailed, LeaseWaitTimeout, ModelManagerError
-from modelmanager.index import ComponentRunRow, Lease, RunStore
+from modelmanager.index import ComponentRunRow, RunStore
 from modelmanager.manager import ModelManager
 from modelmanager.mapping.signature import CacheKey
-from modelmanager.mapping.spec import ResolvedModelSpec, RunContext
-from modelmanager.runtimes import Runtime
+from modelmanager.mapping.spec import RunContext
+from modelmanager.run.contract import Component, ComponentRequest
+from modelmanager.run.leases import LeaseHeartbeat
 from modelmanager.store.artifacts import (
     ArtifactMeta,
     ArtifactRecord,
     check_artifact,
     write_artifact,
 )
+from modelmanager.store.fields import utc_timestamp
 from modelmanager.store.layout import artifact_relpath, manifest_relpath
 from modelmanager.store.manifest import ComponentEntry, Manifest, RunSection, write_manifest
 
-__all__ = ["Component", "ComponentOutput", "ComponentRequest", "RunResult", "Runner"]
+__all__ = ["RunResult", "Runner"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ComponentRequest:
-    """What a component gets: the run, its inputs, and an opened handle per role."""
-
-    run_context: RunContext
-    inputs: Mapping[str, Any]
-    runtimes: Mapping[str, Runtime]
-    specs: Mapping[str, ResolvedModelSpec]
-
-
-@dataclass(slots=True)
-class ComponentOutput:
-    """What a component returns: named arrays for its NPZ, and how it ran."""
-
-    arrays: Mapping[str, NDArray[Any]]
-    batch_size: int | None = None
-    seed: int | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
-class Component(Protocol):
-    """One processing step of the DataProcessor (visual, audio, text, …)."""
-
-    name: str
-    producer_version: str
-    schema_version: str
-    roles: Sequence[str]
-
-    def process(self, request: ComponentRequest) -> ComponentOutput:
-        """Compute the component's arrays with the handles in ``request.runtimes``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +118,7 @@ class Runner:
         ``on_component(component, entry)`` as it ends (progress display).
         """
         ctx = self.run_context
-        started = _now()
+        started = utc_timestamp()
         self.store.start_run(ctx, mapping_source=self.mapping_source)
         entries = []
         for component in components:
@@ -176,7 +144,7 @@ class Runner:
                 resolved_model_mapping=self.manager.mapping,
                 status=status,
                 started_at=started,
-                finished_at=_now(),
+                finished_at=utc_timestamp(),
             ),
             components=tuple(entries),
         )
@@ -186,7 +154,7 @@ class Runner:
         return RunResult(manifest, path)
 
     def _run_one(self, component: Component, inputs: Mapping[str, Any]) -> ComponentEntry:
-        attempt = _Attempt(component, started_at=_now(), clock=time.perf_counter())
+        attempt = _Attempt(component, started_at=utc_timestamp(), clock=time.perf_counter())
         refusals_before = len(offline.blocked_attempts())
         # The key's lease, once taken, is held until the component row is recorded: a
         # waiter that takes it next must find the artifact in the index, not compute again.
@@ -267,7 +235,7 @@ class Runner:
                     cache_key=key.key,
                 )
         lease_held.callback(self.store.release, lease)
-        lease_held.enter_context(_Heartbeat(self.store, lease, self.lease_ttl_s))
+        lease_held.enter_context(LeaseHeartbeat(self.store, lease, self.lease_ttl_s))
         record = self._reusable(key, component, attempt)  # finished while we waited?
         if record is not None:
             attempt.cache_hit = True
@@ -306,7 +274,7 @@ class Runner:
             library_versions=_library_versions(),
             cuda_version=cuda_version,
             cudnn_version=cudnn_version,
-            created_at=_now(),
+            created_at=utc_timestamp(),
         )
         relpath = artifact_relpath(ctx.platform_id, ctx.video_id, component.name, ctx.run_id)
         return write_artifact(self.artifact_root, relpath, output.arrays, meta)
@@ -368,7 +336,7 @@ class _Attempt:
             component=c.name,
             status="failed" if failed else ("cached" if self.cache_hit else "ok"),
             started_at=self.started_at,
-            finished_at=_now(),
+            finished_at=utc_timestamp(),
             duration_ms=round((time.perf_counter() - self.clock) * 1000, 3),
             producer_version=c.producer_version,
             schema_version=c.schema_version,
@@ -385,33 +353,6 @@ class _Attempt:
             error_fields=self.error.to_dict() if self.error else {},
             warnings=tuple(self.warnings),
         )
-
-
-class _Heartbeat:
-    """Renews a lease every third of its TTL while the work under it runs."""
-
-    def __init__(self, store: RunStore, lease: Lease, ttl_s: float) -> None:
-        self.store, self.lease, self.ttl_s = store, lease, ttl_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.ttl_s / 3):
-            if not self.store.renew(self.lease, self.ttl_s):
-                logger.warning("lost the lease on %s", self.lease.cache_key)
-                return
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _parse(text: str) -> datetime:
