@@ -76,7 +76,7 @@ from typing import Any
 
 import numpy as np
 
-from modelmanager import load_document
+from modelmanager.mapping.sources import load_document
 from modelmanager.index import ComponentRunRow, RunStore
 from modelmanager.manager import ModelManager
 from modelmanager.mapping.spec import ResolvedMapping, ResolvedModelSpec, RunContext, parse_mapping

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from modelmanager import ModelManager, load_document
+from modelmanager import ModelManager
+from modelmanager.mapping.sources import load_document
 from modelmanager.index import RunStore
 from modelmanager.run.contract import ComponentOutput, ComponentRequest
 from modelmanager.run.runner import Runner

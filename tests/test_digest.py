@@ -11,14 +11,8 @@ from pathlib import Path
 import pytest
 
 import modelmanager.weights.digest as digest_mod
-from modelmanager import (
-    DigestCache,
-    Digester,
-    InvalidModelSpec,
-    ModelArtifactMissing,
-    WeightsDigestMismatch,
-    hash_file,
-)
+from modelmanager import InvalidModelSpec, ModelArtifactMissing, WeightsDigestMismatch
+from modelmanager.weights.digest import DigestCache, Digester, hash_file
 
 from .conftest import age
 

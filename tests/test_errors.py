@@ -34,6 +34,7 @@ STABLE_CODES = {
     "lint_path_missing",
     "artifact_root_missing",
     "deletion_blocked",
+    "canonical_json_invalid",
 }
 BAD_INPUT = {
     "invalid_model_spec",
@@ -44,6 +45,7 @@ BAD_INPUT = {
     "run_not_found",
     "lint_path_missing",
     "artifact_root_missing",
+    "canonical_json_invalid",
 }
 
 

@@ -9,18 +9,8 @@ from typing import Any
 import pytest
 
 import modelmanager.weights.digest as digest_mod
-from modelmanager import (
-    ConfigurationInvalid,
-    DigestCache,
-    Digester,
-    InvalidModelSpec,
-    InvalidRunContext,
-    ModelArtifactMissing,
-    ModelManager,
-    ModelMappingMissing,
-    WeightsDigestMismatch,
-    hash_file,
-)
+from modelmanager import ConfigurationInvalid, InvalidModelSpec, InvalidRunContext, ModelArtifactMissing, ModelManager, ModelMappingMissing, WeightsDigestMismatch
+from modelmanager.weights.digest import DigestCache, Digester, hash_file
 
 from .conftest import RUN_CONTEXT
 

@@ -11,15 +11,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from modelmanager import (
-    DeviceUnavailable,
-    InvalidModelSpec,
-    ModelInferFailed,
-    ModelLoadFailed,
-    ModelManager,
-    OnnxRuntimeMissing,
-    hash_file,
-)
+from modelmanager import DeviceUnavailable, InvalidModelSpec, ModelInferFailed, ModelLoadFailed, ModelManager, OnnxRuntimeMissing
+from modelmanager.weights.digest import hash_file
 from modelmanager.runtimes.onnx import OnnxRuntime
 
 from .conftest import EXAMPLES, age, onnx_entry

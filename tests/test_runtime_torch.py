@@ -12,13 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modelmanager import (
-    DeviceUnavailable,
-    ModelInferFailed,
-    ModelLoadFailed,
-    ModelManager,
-    hash_file,
-)
+from modelmanager import DeviceUnavailable, ModelInferFailed, ModelLoadFailed, ModelManager
+from modelmanager.weights.digest import hash_file
 from modelmanager.errors import TorchMissing
 
 from .conftest import age, onnx_entry
@@ -45,7 +40,7 @@ def _manager(root: Path, rel: str, **overrides: Any) -> ModelManager:
 
 
 def _dir_digest(path: Path) -> str:
-    from modelmanager import Digester
+from modelmanager.weights.digest import Digester
 
     return Digester().digest(path).digest
 

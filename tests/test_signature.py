@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelmanager import RunContext, parse_mapping
+from modelmanager import RunContext
+from modelmanager.mapping.spec import parse_mapping
 from modelmanager.mapping.signature import (
     cache_key,
     diff_documents,

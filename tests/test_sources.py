@@ -8,13 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modelmanager import (
-    InvalidModelSpec,
-    ModelMappingMissing,
-    ProfileLoadFailed,
-    load_document,
-    resolve_mapping,
-)
+from modelmanager import InvalidModelSpec, ModelMappingMissing, ProfileLoadFailed, resolve_mapping
+from modelmanager.mapping.sources import load_document
 
 from .conftest import EXAMPLES, onnx_entry
 

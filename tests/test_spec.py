@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from modelmanager import InvalidModelSpec, ResolvedMapping, parse_mapping
+from modelmanager import InvalidModelSpec, ResolvedMapping
+from modelmanager.mapping.spec import parse_mapping
 from modelmanager.mapping.spec import ModelUsed
 
 from .conftest import onnx_entry, triton_entry

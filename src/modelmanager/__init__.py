@@ -1,122 +1,32 @@
 """modelmanager: the model system of the video-analytics pipeline.
 
->>> from modelmanager import ModelManager, resolve_mapping
->>> mapping, source = resolve_mapping(profile_path="examples/profile.yaml")  # doctest: +SKIP
->>> mm = ModelManager(run_context, mapping, models_root="examples/models")  # doctest: +SKIP
->>> mm.model_signature_for("text_ocr")  # doctest: +SKIP
+The public API, in the order of a run: resolve a mapping from its source,
+make a :class:`ModelManager` for a run context, ask it for specs, signatures,
+keys and runtimes, and let a :class:`Runner` run components against a
+:class:`RunStore`. Names load on first use, so ``import modelmanager`` costs
+almost nothing and pulls in no runtime, database or model library.
+
+>>> from modelmanager import ModelManager, RunContext, resolve_mapping
+>>> mapping, source = resolve_mapping(profile_path="examples/profile.yaml")
+>>> run_context = RunContext(run_id="r1", platform_id="yt", video_id="v1",
+...                          config_hash="sha256:" + "0" * 64, sampling_policy_version="1",
+...                          dataprocessor_version="1.0.0")
+>>> with ModelManager(run_context, mapping, models_root="examples/models") as mm:
+...     mm.resolve("text_ocr", "recognizer").model_name
+...     mm.model_signature_for("text_ocr").startswith("sha256:")
+'text-recognizer'
+True
 """
 
-from __future__ import annotations
-
-from modelmanager.config import Settings
-from modelmanager.errors import (
-    ArtifactInvalid,
-    ComponentFailed,
-    ConfigurationInvalid,
-    DatabaseError,
-    DeviceUnavailable,
-    InsufficientGpuMemory,
-    InvalidModelSpec,
-    InvalidRunContext,
-    LeaseWaitTimeout,
-    ModelArtifactMissing,
-    ModelInferFailed,
-    ModelLoadFailed,
-    ModelManagerError,
-    ModelMappingMissing,
-    NetworkAccessBlocked,
-    OnnxRuntimeMissing,
-    ProfileLoadFailed,
-    RunNotFound,
-    TorchMissing,
-    TritonClientMissing,
-    TritonInferFailed,
-    TritonModelNotFound,
-    TritonUnavailable,
-    WeightsDigestMismatch,
-)
-from modelmanager.manager import HealthReport, ModelManager
-from modelmanager.mapping.canonical import CanonicalJsonError, canonical_json
-from modelmanager.mapping.signature import (
-    CacheKey,
-    FieldDifference,
-    cache_key,
-    diff_documents,
-    model_signature,
-    models_used,
-)
-from modelmanager.mapping.sources import MappingSource, ProfileStore, load_document, resolve_mapping
-from modelmanager.mapping.spec import (
-    Artifacts,
-    ModelUsed,
-    ResolvedMapping,
-    ResolvedModelSpec,
-    RunContext,
-    TensorSpec,
-    TritonTarget,
-    parse_mapping,
-)
-from modelmanager.runtimes import Health, Runtime, RuntimeFactory, RuntimeMetadata, default_runtime
-from modelmanager.weights.digest import Digest, DigestCache, Digester, hash_file
+import lazy_loader
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ArtifactInvalid",
-    "Artifacts",
-    "CacheKey",
-    "CanonicalJsonError",
-    "ComponentFailed",
-    "ConfigurationInvalid",
-    "DatabaseError",
-    "DeviceUnavailable",
-    "Digest",
-    "DigestCache",
-    "Digester",
-    "FieldDifference",
-    "Health",
-    "HealthReport",
-    "InsufficientGpuMemory",
-    "InvalidModelSpec",
-    "InvalidRunContext",
-    "LeaseWaitTimeout",
-    "MappingSource",
-    "ModelArtifactMissing",
-    "ModelInferFailed",
-    "ModelLoadFailed",
-    "ModelManager",
-    "ModelManagerError",
-    "ModelMappingMissing",
-    "ModelUsed",
-    "NetworkAccessBlocked",
-    "OnnxRuntimeMissing",
-    "ProfileLoadFailed",
-    "ProfileStore",
-    "ResolvedMapping",
-    "ResolvedModelSpec",
-    "RunContext",
-    "RunNotFound",
-    "Runtime",
-    "RuntimeFactory",
-    "RuntimeMetadata",
-    "Settings",
-    "TensorSpec",
-    "TorchMissing",
-    "TritonClientMissing",
-    "TritonInferFailed",
-    "TritonModelNotFound",
-    "TritonTarget",
-    "TritonUnavailable",
-    "WeightsDigestMismatch",
-    "__version__",
-    "cache_key",
-    "canonical_json",
-    "default_runtime",
-    "diff_documents",
-    "hash_file",
-    "load_document",
-    "model_signature",
-    "models_used",
-    "parse_mapping",
-    "resolve_mapping",
-]
+# The public names and where they live are listed once, in __init__.pyi (read by type
+# checkers too); each loads on first access, so importing the package costs almost nothing.
+__getattr__, _dir, _names = lazy_loader.attach_stub(__name__, __file__)
+__all__ = [*_names, "__version__"]
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -12,6 +12,7 @@ actual digest, ...) travel in ``error.fields``.
     ├── ProfileLoadFailed           profile_load_failed       (bad input)
     ├── ConfigurationInvalid        configuration_invalid     (bad input)
     ├── InvalidRunContext           invalid_run_context       (bad input)
+    ├── CanonicalJsonError          canonical_json_invalid    (bad input, also TypeError)
     ├── ModelMappingMissing         model_mapping_missing     (bad input, also LookupError)
     ├── RunNotFound                 run_not_found             (bad input, also LookupError)
     ├── ModelArtifactMissing        model_artifact_missing    (also FileNotFoundError)
@@ -48,6 +49,7 @@ __all__ = [
     "ERROR_CLASSES",
     "ArtifactInvalid",
     "ArtifactRootMissing",
+    "CanonicalJsonError",
     "ComponentFailed",
     "ConfigurationInvalid",
     "DatabaseError",
@@ -150,6 +152,13 @@ class InvalidRunContext(ModelManagerError, ValueError):
     """The run context lacks a field or holds a value the rules reject."""
 
     code = "invalid_run_context"
+    bad_input = True
+
+
+class CanonicalJsonError(ModelManagerError, TypeError):
+    """A value cannot be hashed: canonical JSON refuses floats, big integers, non-ASCII keys (D1)."""
+
+    code = "canonical_json_invalid"
     bad_input = True
 
 
@@ -301,6 +310,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         ProfileLoadFailed,
         ConfigurationInvalid,
         InvalidRunContext,
+        CanonicalJsonError,
         ModelMappingMissing,
         RunNotFound,
         ModelArtifactMissing,
@@ -332,6 +342,7 @@ _HINTS: dict[str, str] = {
     "profile_load_failed": "Check the file's path and its YAML/JSON syntax.",
     "invalid_run_context": "Fix the named field of the run context in the payload.",
     "configuration_invalid": "Set the named setting (flag or MODELMANAGER_* environment variable).",
+    "canonical_json_invalid": "Hashed material holds only strings, ASCII keys, integers within ±(2**53-1), booleans and null; write the value as a string.",
     "model_mapping_missing": "Add the component/role to the profile, or ask for one that is there.",
     "run_not_found": "List the runs with `modelmanager runs list`; check MODELMANAGER_DATABASE_URL.",
     "model_artifact_missing": "Prepare the weights under models_root first; nothing is downloaded at run time.",

@@ -36,7 +36,7 @@ from modelmanager.mapping.spec import (
     parse_mapping,
 )
 from modelmanager.runtimes import Runtime, RuntimeFactory, default_runtime
-from modelmanager.weights.digest import Digest, DigestCache, Digester, Progress
+from modelmanager.weights.digest import Digest, DigestCache, Digester, HashProgress
 from modelmanager.weights.locate import about, annotate, artifact_field, inside_root, real_path
 
 __all__ = ["HealthReport", "ModelManager"]
@@ -166,7 +166,7 @@ class ModelManager:
         return self._root() / spec.local_artifact
 
     def verify_all(
-        self, components: Sequence[str] | None = None, *, progress: Progress | None = None
+        self, components: Sequence[str] | None = None, *, progress: HashProgress | None = None
     ) -> list[tuple[ResolvedModelSpec, Digest]]:
         """Locate and verify the local artifacts of ``components`` (default: all), in parallel.
 
@@ -332,7 +332,7 @@ class ModelManager:
             path, self._real_root, relpath=spec.local_artifact, field=artifact_field(spec)
         )
 
-    def _verify(self, specs: Sequence[ResolvedModelSpec], progress: Progress | None = None) -> None:
+    def _verify(self, specs: Sequence[ResolvedModelSpec], progress: HashProgress | None = None) -> None:
         if not specs:
             return
         paths = []

@@ -30,7 +30,6 @@ from modelmanager.run.contract import ComponentOutput, ComponentRequest
 __all__ = [
     "BATCH_SIZE",
     "MEAN_BGR",
-    "PREPROCESS_ID",
     "FrameSafety",
     "preprocess",
 ]

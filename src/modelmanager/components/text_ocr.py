@@ -56,7 +56,7 @@ from modelmanager.components.imaging import resize_bilinear, rgb_frames
 from modelmanager.errors import InvalidModelSpec
 from modelmanager.run.contract import ComponentOutput, ComponentRequest, Runtime
 
-__all__ = ["PREPROCESS_ID", "Box", "TextOCR", "ctc_decode", "detect_boxes"]
+__all__ = ["Box", "TextOCR", "ctc_decode", "detect_boxes"]
 
 PREPROCESS_ID = "ppocr-db-axis-cls-ctc@1"
 DET_MAX_SIDE = 960

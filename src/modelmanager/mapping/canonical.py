@@ -20,6 +20,8 @@ import json
 import re
 from typing import Any
 
+from modelmanager.errors import CanonicalJsonError
+
 __all__ = ["CanonicalJsonError", "canonical_json", "check_sha256_tagged", "sha256_tagged"]
 
 _MAX_SAFE_INT = 2**53 - 1
@@ -30,10 +32,6 @@ _encode = json.JSONEncoder(
     sort_keys=True,
     separators=(",", ":"),
 ).encode
-
-
-class CanonicalJsonError(TypeError):
-    """A value that canonical JSON does not allow (a float, a non-string key, ...)."""
 
 
 def canonical_json(value: Any) -> bytes:

@@ -37,14 +37,14 @@ __all__ = [
     "ResolvedMapping",
     "ResolvedModelSpec",
     "RunContext",
-    "Runtime",
+    "RuntimeKind",
     "TensorSpec",
     "TritonTarget",
     "device_kind",
     "parse_mapping",
 ]
 
-Runtime = Literal["triton", "inprocess"]
+RuntimeKind = Literal["triton", "inprocess"]
 Engine = Literal["onnx", "torch", "tensorrt"]
 Precision = Literal["fp16", "fp32"]
 TritonDtype = Literal[
@@ -83,7 +83,7 @@ def _version_text(value: Any) -> Any:
     return value
 
 
-def _pinned_version(value: str) -> str:
+def pinned_version(value: str) -> str:
     text = value.strip()
     if not text:
         raise ValueError("is empty; pin an exact version")
@@ -102,7 +102,7 @@ def _device(value: str) -> str:
     return value
 
 
-def _relative_path(value: str) -> str:
+def relative_path(value: str) -> str:
     if not value:
         raise ValueError("is empty")
     if "\\" in value:
@@ -206,7 +206,7 @@ class Artifacts(_Frozen):
     @field_validator("onnx_path", "weights_path", "tokenizer_path")
     @classmethod
     def _check_path(cls, v: str | None) -> str | None:
-        return None if v is None else _relative_path(v)
+        return None if v is None else relative_path(v)
 
     @field_validator("preprocess_id")
     @classmethod
@@ -229,7 +229,7 @@ class ResolvedModelSpec(_Frozen):
     model_name: Text
     model_version: PinnedVersion
     weights_digest: Text
-    runtime: Runtime
+    runtime: RuntimeKind
     engine: Engine
     precision: Precision
     device_policy: Text
@@ -262,7 +262,7 @@ class ResolvedModelSpec(_Frozen):
     @field_validator("model_version")
     @classmethod
     def _check_version(cls, v: str) -> str:
-        return _pinned_version(v)
+        return pinned_version(v)
 
     @field_validator("weights_digest")
     @classmethod
@@ -333,7 +333,7 @@ class ModelUsed(_Frozen):
     model_name: str
     model_version: str
     weights_digest: str
-    runtime: Runtime
+    runtime: RuntimeKind
     engine: Engine
     precision: Precision
     device: str

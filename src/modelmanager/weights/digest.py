@@ -46,7 +46,7 @@ __all__ = [
     "Digest",
     "DigestCache",
     "Digester",
-    "Progress",
+    "HashProgress",
     "hash_file",
     "hash_open_file",
 ]
@@ -57,7 +57,7 @@ DIG_V = 1
 RACY_WINDOW_NS = 2_000_000_000
 CHUNK_SIZE = 1 << 20
 
-Progress = Callable[[int, int], None]
+HashProgress = Callable[[int, int], None]
 """``progress(advance_bytes, total_bytes)``: called as bytes are hashed (or found cached),
 from the hashing threads: it must be thread-safe (rich's ``Progress.update`` is)."""
 
@@ -224,7 +224,7 @@ class Digester:
         return self.digest_many([path])[0]
 
     def digest_many(
-        self, paths: Sequence[str | os.PathLike[str]], *, progress: Progress | None = None
+        self, paths: Sequence[str | os.PathLike[str]], *, progress: HashProgress | None = None
     ) -> list[Digest]:
         """Digests of several paths; files not in the cache are hashed in parallel.
 
@@ -284,7 +284,7 @@ class Digester:
                 files.append(_File(full, rel, lst))
         return root, files, True
 
-    def _hash(self, misses: list[_File], progress: Progress | None, total: int) -> None:
+    def _hash(self, misses: list[_File], progress: HashProgress | None, total: int) -> None:
         if not misses:
             return
         on_chunk = None if progress is None else (lambda n: progress(n, total))
