@@ -53,7 +53,7 @@ def test_resolve_json_has_mapping_models_used_and_signatures(example: tuple[Path
 
 
 def test_resolve_payload_uses_its_mapping(example: tuple[Path, Path], tmp_path: Path) -> None:
-from modelmanager.mapping.sources import load_document
+    from modelmanager.mapping.sources import load_document
 
     profile, root = example
     payload = tmp_path / "payload.json"

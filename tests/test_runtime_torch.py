@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from modelmanager import DeviceUnavailable, ModelInferFailed, ModelLoadFailed, ModelManager
-from modelmanager.weights.digest import hash_file
 from modelmanager.errors import TorchMissing
+from modelmanager.weights.digest import hash_file
 
 from .conftest import age, onnx_entry
 
@@ -40,7 +40,7 @@ def _manager(root: Path, rel: str, **overrides: Any) -> ModelManager:
 
 
 def _dir_digest(path: Path) -> str:
-from modelmanager.weights.digest import Digester
+    from modelmanager.weights.digest import Digester
 
     return Digester().digest(path).digest
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,12 +13,17 @@ from rich.markup import escape
 
 from modelmanager.errors import ModelManagerError, hint_for
 
+if TYPE_CHECKING:
+    from modelmanager.config import Settings
+    from modelmanager.index import RunStore
+
 __all__ = [
     "ComponentOption",
     "JsonOption",
     "ModelsRootOption",
     "SourceArgument",
     "command_group",
+    "open_run_store",
     "reported",
     "stderr",
     "stdout",
@@ -67,3 +72,11 @@ def reported(as_json: bool) -> Iterator[None]:
             if hint:
                 stderr.print(f"  hint: {hint}", markup=False)
         raise typer.Exit(exc.exit_code) from None
+
+
+def open_run_store(settings: Settings | None = None) -> RunStore:
+    """The run index of the settings (``MODELMANAGER_DATABASE_URL``), migrated if it must be."""
+    from modelmanager.config import Settings
+    from modelmanager.index import RunStore
+
+    return RunStore.open((settings or Settings()).resolved_database_url)

@@ -17,7 +17,6 @@ import typer
 
 from modelmanager.cli._common import JsonOption, reported, stdout
 from modelmanager.errors import LintPathMissing
-from modelmanager.offline.lint import lint_paths, python_files
 
 __all__ = ["lint_offline"]
 
@@ -33,6 +32,8 @@ def lint_offline(paths: PathsArgument, as_json: JsonOption = False) -> None:
     """Find calls that would download or reach outside hosts: Hub ids in from_pretrained,
     huggingface_hub/torch.hub downloads, timm pretrained, clip.load, HTTP to non-loopback
     hosts. Allow a line with '# offline: allow <reason>'. Exit 1 on findings."""
+    from modelmanager.offline.lint import lint_paths, python_files
+
     with reported(as_json):
         missing = [str(path) for path in paths if not path.exists()]
         if missing:

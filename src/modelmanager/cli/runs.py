@@ -2,7 +2,8 @@
 
     modelmanager runs list [--platform-id P] [--video-id V] [--limit N] [--json]
     modelmanager runs show RUN_ID [--json]
-    modelmanager explain RUN_A RUN_B [--component C] [--json]     (see cli.py)
+    modelmanager explain RUN_A RUN_B [--component C] [--json]
+    modelmanager explain KEY_A.json KEY_B.json [--json]
 
 The database is ``MODELMANAGER_DATABASE_URL`` (default: the SQLite file in the
 data directory); manifests are read from ``MODELMANAGER_ARTIFACT_ROOT``.
@@ -10,19 +11,29 @@ data directory); manifests are read from ``MODELMANAGER_ARTIFACT_ROOT``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from modelmanager.cli._common import JsonOption, command_group, reported, stdout
-from modelmanager.config import Settings
-from modelmanager.errors import RunNotFound
-from modelmanager.index import RunStore
-from modelmanager.mapping.signature import FieldDifference, diff_documents
-from modelmanager.store.manifest import Manifest, read_manifest
+from modelmanager.cli._common import (
+    ComponentOption,
+    JsonOption,
+    command_group,
+    open_run_store,
+    reported,
+    stdout,
+)
+from modelmanager.errors import ProfileLoadFailed, RunNotFound
 
-__all__ = ["explain_runs", "runs_app"]
+if TYPE_CHECKING:
+    from modelmanager.config import Settings
+    from modelmanager.index import RunStore
+    from modelmanager.mapping.signature import FieldDifference
+    from modelmanager.store.manifest import Manifest
+
+__all__ = ["explain", "explain_runs", "runs_app"]
 
 runs_app = command_group("Runs in the run index: list them, show one.")
 
@@ -35,7 +46,7 @@ def list_runs(
     as_json: JsonOption = False,
 ) -> None:
     """The newest runs, one line each."""
-    with reported(as_json), RunStore.open(Settings().resolved_database_url) as store:
+    with reported(as_json), open_run_store() as store:
         runs = store.list_runs(platform_id=platform_id, video_id=video_id, limit=limit)
     if as_json:
         stdout.print_json(data=[_run_dict(r) for r in runs])
@@ -56,7 +67,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One run: its context and one line per component (status, cache hit, time, signature)."""
-    with reported(as_json), RunStore.open(Settings().resolved_database_url) as store:
+    with reported(as_json), open_run_store() as store:
         run = store.get_run(run_id)
         if run is None:
             raise RunNotFound(f"run {run_id!r} is not in the run index", run_id=run_id)
@@ -94,8 +105,11 @@ def explain_runs(
     Raises:
         RunNotFound: a run id is not in the index, or its manifest is gone.
     """
+    from modelmanager.config import Settings
+    from modelmanager.mapping.signature import diff_documents
+
     settings = Settings()
-    with RunStore.open(settings.resolved_database_url) as store:
+    with open_run_store(settings) as store:
         manifests = [_manifest(store, settings, run_id) for run_id in (run_a, run_b)]
     names = [component] if component else _names(manifests)
     result: dict[str, list[FieldDifference] | None] = {}
@@ -110,7 +124,71 @@ def explain_runs(
     return result
 
 
+def explain(
+    a: Annotated[str, typer.Argument(help="First run id, or key document (JSON file).")],
+    b: Annotated[str, typer.Argument(help="Second run id, or key document (JSON file).")],
+    component: ComponentOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tell which key fields made two runs (or two keys) not share a cache entry (R-SIG-5).
+
+    Two run ids: each component's cache key material from the runs' manifests.
+    Two JSON files: a cache key as ModelManager writes it ({"cache_key",
+    "material", "models_used"}), a bare key material, or `modelmanager resolve
+    --json` output.
+    """
+    with reported(as_json):
+        if Path(a).is_file() and Path(b).is_file():
+            _print_differences(_diff_files(Path(a), Path(b)), "", as_json)
+            return
+        by_component = explain_runs(a, b, component)
+    if as_json:
+        stdout.print_json(
+            data={
+                name: None if diffs is None else _differences_json(diffs)
+                for name, diffs in by_component.items()
+            }
+        )
+        return
+    for name, diffs in by_component.items():
+        if diffs is None:
+            stdout.print(f"{name}: in one run only", markup=False)
+        else:
+            _print_differences(diffs, f"{name}: ", as_json=False)
+
+
+def _differences_json(diffs: list[FieldDifference]) -> dict[str, Any]:
+    return {"same": not diffs, "differences": [d.to_json_dict() for d in diffs]}
+
+
+def _print_differences(diffs: list[FieldDifference], label: str, as_json: bool) -> None:
+    if as_json:
+        stdout.print_json(data=_differences_json(diffs))
+    elif not diffs:
+        stdout.print(f"{label}no differences: the same key, a shared cache entry", markup=False)
+    else:
+        stdout.print(f"{label}{len(diffs)} field(s) differ:", markup=False)
+        for d in diffs:
+            stdout.print(f"  {d}", markup=False)
+
+
+def _diff_files(a: Path, b: Path) -> list[FieldDifference]:
+    from modelmanager.mapping.signature import diff_documents
+    from modelmanager.mapping.sources import load_document
+
+    docs = [load_document(p) for p in (a, b)]
+    for path, doc in zip((a, b), docs, strict=True):
+        if not ({"cache_key", "material", "kind", "models_used", "components"} & doc.keys()):
+            raise ProfileLoadFailed(
+                f"{path}: not a key document (no cache_key, material, models_used or components)",
+                path=str(path),
+            )
+    return diff_documents(docs[0], docs[1])
+
+
 def _manifest(store: RunStore, settings: Settings, run_id: str) -> Manifest:
+    from modelmanager.store.manifest import read_manifest
+
     run = store.get_run(run_id)
     if run is None or run.manifest_path is None:
         raise RunNotFound(

@@ -32,11 +32,6 @@ from modelmanager.cli._common import (
     stderr,
     stdout,
 )
-from modelmanager.config import Settings, require_models_root
-from modelmanager.mapping.sources import resolve_mapping
-from modelmanager.triton.repo import build_repository
-from modelmanager.triton.server import TritonServer
-from modelmanager.weights.digest import DigestCache, Digester
 
 __all__ = ["triton_app"]
 
@@ -60,6 +55,11 @@ def build_repo(
     as_json: JsonOption = False,
 ) -> None:
     """Write the Triton repository of the profile's runtime: triton entries (verified ONNX)."""
+    from modelmanager.config import Settings, require_models_root
+    from modelmanager.mapping.sources import resolve_mapping
+    from modelmanager.triton.repo import build_repository
+    from modelmanager.weights.digest import DigestCache, Digester
+
     with reported(as_json):
         mapping, origin = resolve_mapping(profile_path=profile)
         settings = Settings()
@@ -103,6 +103,8 @@ def serve(
     as_json: JsonOption = False,
 ) -> None:
     """Serve REPO with the CPU tritonserver until SIGINT or SIGTERM."""
+    from modelmanager.triton.server import TritonServer
+
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
