@@ -11,8 +11,8 @@ weights, computes signatures and keys; only the model call is the handler's.
 ...                   runtime_factory=MockRuntime.factory(handler))  # doctest: +SKIP
 
 The handle checks what it can without a model: inputs and outputs against the
-spec's declared ``inputs``/``outputs`` (names, dtypes, ranks and fixed
-dimensions), as a real backend would at open and on each call.
+spec's declared ``inputs``/``outputs`` (or its ``triton`` ones): names, dtypes,
+ranks and fixed dimensions, as a real backend would.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ class MockRuntime:
         self.opened = False
         self.closed = False
         self._handler = handler
+        triton = spec.triton
+        self._inputs = spec.inputs or (triton.inputs if triton else None)
+        self._outputs = spec.outputs or (triton.outputs if triton else None)
 
     @classmethod
     def factory(cls, handler: Handler) -> RuntimeFactory:
@@ -72,12 +75,12 @@ class MockRuntime:
                 role=self.spec.role,
             )
         arrays = {name: np.asarray(value) for name, value in inputs.items()}
-        check_io(self.spec, "", self.spec.inputs, _described(arrays), "inputs")
+        check_io(self.spec, "", self._inputs, _described(arrays), "inputs")
         self.calls.append(arrays)
         outputs = {
             name: np.asarray(value) for name, value in self._handler(self.spec, arrays).items()
         }
-        check_io(self.spec, "", self.spec.outputs, _described(outputs), "outputs")
+        check_io(self.spec, "", self._outputs, _described(outputs), "outputs")
         return outputs
 
     __call__ = infer
@@ -87,8 +90,8 @@ class MockRuntime:
             runtime="mock",
             engine=self.spec.engine,
             device=self.spec.device,
-            inputs=self.spec.inputs or (),
-            outputs=self.spec.outputs or (),
+            inputs=self._inputs or (),
+            outputs=self._outputs or (),
         )
 
     def health(self) -> Health:
