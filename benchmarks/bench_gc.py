@@ -40,7 +40,7 @@ from sqlalchemy import Engine, delete, insert, select
 
 from modelmanager.index import RunStore
 from modelmanager.index.models import Base
-from modelmanager.index.store import video_history_statements
+from modelmanager.index.retention_queries import video_history_statements
 from modelmanager.retention import collect_garbage, delete_video, find_orphans
 from modelmanager.store.layout import artifact_relpath, manifest_relpath
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,13 +22,16 @@ from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, inspect, make_url
 from typer.testing import CliRunner
 
 from modelmanager.cli.profiles import profiles_app
 from modelmanager.errors import DatabaseError, InvalidModelSpec
 from modelmanager.index import RunStore
+from modelmanager.index.migrations import HEAD, SCRIPT_LOCATION
 from modelmanager.index.models import Base
 from modelmanager.mapping.sources import ProfileStore, load_document, resolve_mapping
 
@@ -114,6 +119,44 @@ def test_open_again_is_a_no_op_and_migrate_false_touches_nothing(
         with pytest.raises(DatabaseError, match="no such table") as caught:
             blank.list_profiles()
         assert caught.value.transient is False
+
+
+def test_head_constant_is_alembics_head(store: RunStore) -> None:
+    """HEAD, what open() compares the database with, is the head of the revision scripts."""
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD]
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == HEAD
+
+
+_OPEN_AND_LIST_ALEMBIC = """
+import sys
+from modelmanager.index import RunStore
+with RunStore.open(sys.argv[1]) as store:
+    store.list_runs()
+print(sorted(name for name in sys.modules if name.split(".")[0] == "alembic"))
+"""
+
+
+def _alembic_modules_after_open(url: str) -> str:
+    child = subprocess.run(
+        [sys.executable, "-c", _OPEN_AND_LIST_ALEMBIC, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    return child.stdout.strip()
+
+
+def test_opening_an_up_to_date_store_does_not_import_alembic(
+    store: RunStore, store_url: str, tmp_path: Path
+) -> None:
+    """A fresh interpreter opens a database at HEAD with one query: Alembic stays unimported."""
+    assert _alembic_modules_after_open(store_url) == "[]"
+    # A new database does need Alembic (the check above can tell the difference).
+    assert "'alembic'" in _alembic_modules_after_open(f"sqlite:///{tmp_path / 'new.sqlite3'}")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -77,21 +78,18 @@ def gc_command(
     as_json: JsonOption = False,
 ) -> None:
     """Collect old runs: keep the latest successful run per group plus N previous (R-GC-1..3)."""
-    with reported(as_json):
+    with reported(as_json):  # the options are checked before the index opens
         settings = Settings()
         policy = _policy(settings, keep_previous, hard_cap_days, temp_ttl_days)
-        with (
-            RunStore.open(settings.resolved_database_url) as store,
-            _file_progress("deleting") as progress,
-        ):
-            report = collect_garbage(
-                store,
-                settings.resolved_artifact_root,
-                policy=policy,
-                now=None if now is None else _utc(now),
-                dry_run=dry_run,
-                progress=progress,
-            )
+    with _on_the_index(as_json, settings) as (store, artifact_root, progress):
+        report = collect_garbage(
+            store,
+            artifact_root,
+            policy=policy,
+            now=None if now is None else _utc(now),
+            dry_run=dry_run,
+            progress=progress,
+        )
     if as_json:
         stdout.print_json(data=report.to_json_dict())
         return
@@ -110,15 +108,8 @@ def orphans_command(
     as_json: JsonOption = False,
 ) -> None:
     """Files under the artifact root that no row knows, and rows whose files are gone."""
-    with reported(as_json):
-        settings = Settings()
-        with (
-            RunStore.open(settings.resolved_database_url) as store,
-            _file_progress("deleting") as progress,
-        ):
-            report = find_orphans(
-                store, settings.resolved_artifact_root, fix=fix, progress=progress
-            )
+    with _on_the_index(as_json) as (store, artifact_root, progress):
+        report = find_orphans(store, artifact_root, fix=fix, progress=progress)
     if as_json:
         stdout.print_json(data=report.to_json_dict())
         return
@@ -159,22 +150,17 @@ def delete_video_command(
     as_json: JsonOption = False,
 ) -> None:
     """Delete every artifact, manifest, temp file and row of one video; audit it (R-GC-4)."""
-    with reported(as_json):
-        settings = Settings()
-        with (
-            RunStore.open(settings.resolved_database_url) as store,
-            _file_progress("deleting") as progress,
-        ):
-            report = delete_video(
-                store,
-                settings.resolved_artifact_root,
-                platform_id,
-                video_id,
-                actor=actor,
-                dry_run=dry_run,
-                force=force,
-                progress=progress,
-            )
+    with _on_the_index(as_json) as (store, artifact_root, progress):
+        report = delete_video(
+            store,
+            artifact_root,
+            platform_id,
+            video_id,
+            actor=actor,
+            dry_run=dry_run,
+            force=force,
+            progress=progress,
+        )
     if as_json:
         stdout.print_json(data=report.to_json_dict())
         return
@@ -214,6 +200,21 @@ def _policy(
         )
     except ValueError as error:
         raise ConfigurationInvalid(str(error), setting="gc") from None
+
+
+@contextmanager
+def _on_the_index(
+    as_json: bool, settings: Settings | None = None
+) -> Iterator[tuple[RunStore, Path, Callable[[int, int], None] | None]]:
+    """The run index, the artifact root and a file progress bar of ``settings`` (default:
+    the environment's), with errors reported as the command's (:func:`reported`)."""
+    with reported(as_json):
+        settings = Settings() if settings is None else settings
+        with (
+            RunStore.open(settings.resolved_database_url) as store,
+            _file_progress("deleting") as progress,
+        ):
+            yield store, settings.resolved_artifact_root, progress
 
 
 @contextmanager

@@ -9,22 +9,22 @@ from __future__ import annotations
 
 from modelmanager.index.records import (
     CachedArtifact,
+    ComponentRowStatus,
     ComponentRunRow,
-    ComponentStatus,
     DeletionAudit,
     Lease,
     RunRow,
-    RunStatus,
+    RunRowStatus,
 )
 from modelmanager.index.store import RunStore
 
 __all__ = [
     "CachedArtifact",
+    "ComponentRowStatus",
     "ComponentRunRow",
-    "ComponentStatus",
     "DeletionAudit",
     "Lease",
     "RunRow",
-    "RunStatus",
+    "RunRowStatus",
     "RunStore",
 ]

@@ -13,16 +13,16 @@ from modelmanager.index.models import COMPONENT_STATUSES
 
 __all__ = [
     "CachedArtifact",
+    "ComponentRowStatus",
     "ComponentRunRow",
-    "ComponentStatus",
     "DeletionAudit",
     "Lease",
     "RunRow",
-    "RunStatus",
+    "RunRowStatus",
 ]
 
-RunStatus = Literal["running", "ok", "failed", "collecting"]
-ComponentStatus = Literal["ok", "cached", "failed", "invalidated"]
+RunRowStatus = Literal["running", "ok", "failed", "collecting"]
+ComponentRowStatus = Literal["ok", "cached", "failed", "invalidated"]
 
 
 def _require_aware(name: str, value: datetime | None) -> None:
@@ -41,7 +41,7 @@ class RunRow:
     sampling_policy_version: str
     dataprocessor_version: str
     user_id: str | None
-    status: RunStatus
+    status: RunRowStatus
     mapping_source: str
     manifest_path: str | None
     started_at: datetime
@@ -67,7 +67,7 @@ class ComponentRunRow:
     model_signature: str
     producer_version: str
     schema_version: str
-    status: ComponentStatus
+    status: ComponentRowStatus
     cache_hit: bool
     started_at: datetime
     finished_at: datetime

@@ -36,6 +36,7 @@ __all__ = [
     "check_relpath",
     "manifest_relpath",
     "resolve_relpath",
+    "run_location",
     "temp_dir",
     "temp_relpath",
 ]
@@ -77,6 +78,25 @@ def manifest_relpath(platform_id: str, video_id: str, run_id: str) -> str:
         platform_id, video_id, run_id: from the (validated) run context.
     """
     return f"{platform_id}/{video_id}/runs/{run_id}/manifest.json"
+
+
+def run_location(relpath: str) -> tuple[str, str, str, str] | None:
+    """``(platform_id, video_id, area, run_id)`` of a file inside a run's directory, else None.
+
+    The inverse of :func:`artifact_relpath`, :func:`manifest_relpath` and
+    :func:`temp_relpath`: ``area`` is the component's name, ``runs`` or
+    :data:`TEMP_DIR_NAME`. A file less deep than ``<p>/<v>/<area>/<run_id>/<name>``
+    is in no run's directory (None). The parts are not validated.
+
+    >>> run_location("youtube/v1/runs/r1/manifest.json")
+    ('youtube', 'v1', 'runs', 'r1')
+    >>> run_location("youtube/v1/stray.txt") is None
+    True
+    """
+    parts = relpath.split("/")
+    if len(parts) < 5:
+        return None
+    return parts[0], parts[1], parts[2], parts[3]
 
 
 def temp_relpath(platform_id: str, video_id: str, run_id: str, name: str) -> str:
