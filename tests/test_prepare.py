@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from modelmanager.cli.models import models_app
-from modelmanager.errors import ConfigurationInvalid, ModelArtifactMissing
+from modelmanager.errors import ConfigurationInvalid, InvalidModelSpec, ModelArtifactMissing
 from modelmanager.mapping.sources import load_document
 from modelmanager.mapping.spec import parse_mapping
 from modelmanager.tools.prepare import LOCK_FILE, prepare_models, write_profile
@@ -160,9 +160,108 @@ def test_written_profile_parses_with_real_digests(tmp_path: Path) -> None:
         assert s.device == "cpu"
 
 
+def _one_model_spec(tmp_path: Path, **fields: str) -> Path:
+    """A one-entry models spec written as YAML text: ``fields`` are YAML scalars, unquoted."""
+    entry = {
+        "name": "toy-a",
+        "version": "'1.0.0'",
+        "package": "toy-pkg==1.0.0",
+        "member": MEMBER_A,
+        "target": "toy-a/1.0.0/model.onnx",
+        "component": "audio_vad",
+        "role": "vad",
+        **fields,
+    }
+    lines = "".join(f"    {key}: {value}\n" for key, value in entry.items())
+    path = tmp_path / "models.yaml"
+    path.write_text(f"format_version: 1\nmodels:\n  -\n{lines}", encoding="utf-8")
+    return path
+
+
+def _profile(component: str = "audio_vad", role: str = "vad", **fields: Any) -> dict[str, Any]:
+    """The written profile's shape for one model, with ``fields`` overriding its entry."""
+    entry = {
+        "model_name": "toy-a",
+        "model_version": "1.0.0",
+        "weights_digest": "sha256:" + "0" * 64,
+        "runtime": "inprocess",
+        "engine": "onnx",
+        "precision": "fp32",
+        "device_policy": "cpu",
+        "artifacts": {"onnx_path": "toy-a/1.0.0/model.onnx"},
+        **fields,
+    }
+    return {"format_version": 1, "components": {component: {role: entry}}}
+
+
+def test_quoted_version_keeps_its_text_into_the_profile(tmp_path: Path) -> None:
+    spec = _one_model_spec(tmp_path, version="'1.10'", target="toy-a/1.10/model.onnx")
+    (model,) = prepare_models(spec, tmp_path / "root", runner=FakePip())
+    assert model.version == "1.10"
+    out = write_profile([model], tmp_path / "profile.yaml")
+    (entry,) = parse_mapping(load_document(out), source=str(out)).iter_specs()
+    assert entry.model_version == "1.10"
+
+
+def test_unquoted_decimal_version_is_refused_as_the_spec_refuses_it(tmp_path: Path) -> None:
+    # YAML reads `1.10` as the float 1.1: prepare must not record it as "1.1".
+    spec = _one_model_spec(tmp_path, version="1.10")
+    with pytest.raises(ConfigurationInvalid) as info:
+        prepare_models(spec, tmp_path / "root", runner=FakePip())
+    assert info.value.fields["field"] == "version"
+    with pytest.raises(InvalidModelSpec) as refused:
+        parse_mapping(_profile(**yaml.safe_load("model_version: 1.10")))
+    problem = refused.value.fields["problems"][0]["reason"]
+    assert problem in str(info.value)
+    assert "decimal point" in problem
+    assert not (tmp_path / "root" / "toy-a").exists()
+
+
+def test_integer_version_becomes_text_as_in_the_spec(tmp_path: Path) -> None:
+    spec = _one_model_spec(tmp_path, version="3", target="toy-a/3/model.onnx")
+    (model,) = prepare_models(spec, tmp_path / "root", runner=FakePip())
+    assert model.version == "3"
+
+
+@pytest.mark.parametrize(
+    ("field", "yaml_value", "profile_fields"),
+    [
+        ("precision", "int8", {"precision": "int8"}),
+        ("precision", "bf16", {"precision": "bf16"}),
+        ("version", "latest", {"model_version": "latest"}),
+        ("version", "'1.x'", {"model_version": "1.x"}),
+        ("target", "'C:model.onnx'", {"artifacts": {"onnx_path": "C:model.onnx"}}),
+        ("target", "'a/../../model.onnx'", {"artifacts": {"onnx_path": "a/../../model.onnx"}}),
+        ("name", "''", {"model_name": ""}),
+    ],
+)
+def test_what_the_spec_refuses_prepare_refuses(
+    tmp_path: Path, field: str, yaml_value: str, profile_fields: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidModelSpec):
+        parse_mapping(_profile(**profile_fields))
+    spec = _one_model_spec(tmp_path, **{field: yaml_value})
+    with pytest.raises(ConfigurationInvalid) as info:
+        prepare_models(spec, tmp_path / "root", runner=FakePip())
+    assert info.value.fields["field"] == field
+    assert f"models[0].{field}:" in str(info.value)
+
+
+@pytest.mark.parametrize("field", ["component", "role"])
+def test_component_and_role_follow_the_spec_name_rule(tmp_path: Path, field: str) -> None:
+    # They become the profile's mapping keys, which the spec takes as names only.
+    with pytest.raises(InvalidModelSpec):
+        parse_mapping(_profile(**{field: "a vad"}))
+    spec = _one_model_spec(tmp_path, **{field: "'a vad'"})
+    with pytest.raises(ConfigurationInvalid) as info:
+        prepare_models(spec, tmp_path / "root", runner=FakePip())
+    assert info.value.fields["field"] == field
+
+
 def test_cli_prepare_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = functools.partial(prepare_models, runner=FakePip())
-    monkeypatch.setattr("modelmanager.cli.models.prepare_models", fake)
+    # The command imports prepare_models when it runs: patch it where it is defined.
+    monkeypatch.setattr("modelmanager.tools.prepare.prepare_models", fake)
     spec, root = _spec(tmp_path), tmp_path / "root"
     profile = tmp_path / "out.yaml"
     args = ["--spec", str(spec), "--models-root", str(root), "--profile-out", str(profile)]

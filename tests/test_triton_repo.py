@@ -27,12 +27,8 @@ from modelmanager.errors import (
     WeightsDigestMismatch,
 )
 from modelmanager.mapping.spec import TensorSpec, parse_mapping
-from modelmanager.triton.repo import (
-    RepositoryModel,
-    build_repository,
-    render_config,
-    render_model_py,
-)
+from modelmanager.triton.model_py import render_model_py
+from modelmanager.triton.repo import RepositoryModel, build_repository, render_config
 from modelmanager.weights.digest import hash_file
 
 from .conftest import onnx_entry

