@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -28,17 +28,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from modelmanager.cli._common import JsonOption, reported, stderr, stdout
-from modelmanager.config import Settings
+from modelmanager.cli._common import JsonOption, open_run_store, reported, stderr, stdout
 from modelmanager.errors import ConfigurationInvalid
-from modelmanager.index import RunStore
-from modelmanager.retention import (
-    GcReport,
-    RetentionPolicy,
-    collect_garbage,
-    delete_video,
-    find_orphans,
-)
+
+if TYPE_CHECKING:
+    from modelmanager.config import Settings
+    from modelmanager.index import RunStore
+    from modelmanager.retention import GcReport, RetentionPolicy
 
 __all__ = ["delete_video_command", "gc_command", "orphans_command"]
 
@@ -78,6 +74,9 @@ def gc_command(
     as_json: JsonOption = False,
 ) -> None:
     """Collect old runs: keep the latest successful run per group plus N previous (R-GC-1..3)."""
+    from modelmanager.config import Settings
+    from modelmanager.retention import collect_garbage
+
     with reported(as_json):  # the options are checked before the index opens
         settings = Settings()
         policy = _policy(settings, keep_previous, hard_cap_days, temp_ttl_days)
@@ -108,6 +107,8 @@ def orphans_command(
     as_json: JsonOption = False,
 ) -> None:
     """Files under the artifact root that no row knows, and rows whose files are gone."""
+    from modelmanager.retention import find_orphans
+
     with _on_the_index(as_json) as (store, artifact_root, progress):
         report = find_orphans(store, artifact_root, fix=fix, progress=progress)
     if as_json:
@@ -150,6 +151,8 @@ def delete_video_command(
     as_json: JsonOption = False,
 ) -> None:
     """Delete every artifact, manifest, temp file and row of one video; audit it (R-GC-4)."""
+    from modelmanager.retention import delete_video
+
     with _on_the_index(as_json) as (store, artifact_root, progress):
         report = delete_video(
             store,
@@ -191,6 +194,8 @@ def _policy(
     hard_cap_days: float | None,
     temp_ttl_days: float | None,
 ) -> RetentionPolicy:
+    from modelmanager.retention import RetentionPolicy
+
     base = RetentionPolicy.from_settings(settings)
     try:
         return RetentionPolicy(
@@ -208,10 +213,12 @@ def _on_the_index(
 ) -> Iterator[tuple[RunStore, Path, Callable[[int, int], None] | None]]:
     """The run index, the artifact root and a file progress bar of ``settings`` (default:
     the environment's), with errors reported as the command's (:func:`reported`)."""
+    from modelmanager.config import Settings
+
     with reported(as_json):
         settings = Settings() if settings is None else settings
         with (
-            RunStore.open(settings.resolved_database_url) as store,
+            open_run_store(settings) as store,
             _file_progress("deleting") as progress,
         ):
             yield store, settings.resolved_artifact_root, progress
