@@ -96,6 +96,19 @@ def test_every_exception_of_the_package_is_under_the_root() -> None:
     assert set(errors.ERROR_CLASSES.values()) == set(found.values()) - {errors.ModelManagerError}
 
 
+def test_no_two_public_names_collide() -> None:
+    """A name exported by two modules must be the same object (a re-export), not two things."""
+    seen: dict[str, tuple[str, object]] = {}
+    clashes = []
+    for module in _modules():
+        for name in getattr(module, "__all__", ()):
+            value = getattr(module, name)
+            if name in seen and seen[name][1] is not value:
+                clashes.append(f"{name}: {seen[name][0]} and {module.__name__}")
+            seen.setdefault(name, (module.__name__, value))
+    assert clashes == []
+
+
 def test_import_pulls_in_no_heavy_library() -> None:
     code = (
         "import json, sys, modelmanager, modelmanager.errors;"
