@@ -15,7 +15,7 @@ from modelmanager.store.layout import resolve_relpath
 
 __all__ = [
     "Deletion",
-    "Progress",
+    "FileProgress",
     "aware_now",
     "check_root",
     "file_exists",
@@ -23,7 +23,7 @@ __all__ = [
     "video_dir",
 ]
 
-Progress = Callable[[int, int], None]
+FileProgress = Callable[[int, int], None]
 """``progress(done, total)`` after each file deleted."""
 
 
@@ -59,7 +59,7 @@ class Deletion:
     def bytes(self) -> int:
         return sum(self.files.values())
 
-    def apply(self, progress: Progress | None, done: int = 0, total: int | None = None) -> int:
+    def apply(self, progress: FileProgress | None, done: int = 0, total: int | None = None) -> int:
         """Delete the files, then the emptied directories up to the root; returns files deleted."""
         total = len(self.files) if total is None else total
         for path in self.files:

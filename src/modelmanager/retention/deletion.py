@@ -22,7 +22,7 @@ from modelmanager.mapping.canonical import sha256_tagged
 from modelmanager.mapping.spec import NAME
 from modelmanager.retention._files import (
     Deletion,
-    Progress,
+    FileProgress,
     aware_now,
     check_root,
     file_exists,
@@ -86,7 +86,7 @@ def delete_video(
     dry_run: bool = False,
     force: bool = False,
     now: datetime | None = None,
-    progress: Progress | None = None,
+    progress: FileProgress | None = None,
 ) -> DeletionReport:
     """Delete every artifact, manifest, temp file and row of one video (R-GC-4); audit it.
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmanager.index import RunStore
-from modelmanager.retention._files import Deletion, Progress, aware_now, check_root, video_dir
+from modelmanager.retention._files import Deletion, FileProgress, aware_now, check_root, video_dir
 from modelmanager.retention.policy import CollectedRun, RetentionPolicy, VideoPlan, plan_video
 from modelmanager.store.layout import TEMP_DIR_NAME, manifest_relpath, resolve_relpath
 
@@ -82,7 +82,7 @@ def collect_garbage(
     policy: RetentionPolicy | None = None,
     now: datetime | None = None,
     dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: FileProgress | None = None,
 ) -> GcReport:
     """Apply the retention policy to every video in the index (see the module docstring).
 
@@ -151,7 +151,7 @@ def collect_garbage(
 
 
 def apply_plans(
-    store: RunStore, batch: list[tuple[VideoPlan, Deletion]], progress: Progress | None
+    store: RunStore, batch: list[tuple[VideoPlan, Deletion]], progress: FileProgress | None
 ) -> None:
     """Decide (commit), delete files, delete rows: the three steps of interrupt safety."""
     going = [run for plan, _ in batch for run in plan.going]

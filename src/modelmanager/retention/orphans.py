@@ -16,7 +16,7 @@ from typing import Any, Literal
 from modelmanager.index import RunStore
 from modelmanager.retention._files import (
     Deletion,
-    Progress,
+    FileProgress,
     aware_now,
     check_root,
     file_exists,
@@ -81,7 +81,7 @@ def find_orphans(
     *,
     fix: bool = False,
     videos: Iterable[tuple[str, str]] | None = None,
-    progress: Progress | None = None,
+    progress: FileProgress | None = None,
 ) -> OrphanReport:
     """Compare the artifact root with the index, video by video; optionally fix both sides.
 

