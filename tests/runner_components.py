@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from modelmanager import ModelManager
-from modelmanager.mapping.sources import load_document
 from modelmanager.index import RunStore
+from modelmanager.mapping.sources import load_document
 from modelmanager.run.contract import ComponentOutput, ComponentRequest
 from modelmanager.run.runner import Runner
 

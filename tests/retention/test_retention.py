@@ -31,8 +31,7 @@ from modelmanager.retention import (
     subject_sha256,
 )
 from modelmanager.store.layout import artifact_relpath, manifest_relpath, temp_dir, temp_relpath
-
-from .db_fixtures import component_row, run_context
+from tests.db_fixtures import component_row, run_context
 
 NOW = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 PLATFORM = "youtube"

@@ -15,8 +15,7 @@ from safetensors.torch import save_file
 from modelmanager import DeviceUnavailable, ModelInferFailed, ModelLoadFailed, ModelManager
 from modelmanager.errors import TorchMissing
 from modelmanager.weights.digest import hash_file
-
-from .conftest import age, onnx_entry
+from tests.conftest import age, onnx_entry
 
 
 class Net(torch.nn.Module):

@@ -16,8 +16,7 @@ from modelmanager.cli.models import licenses_app
 from modelmanager.errors import ConfigurationInvalid
 from modelmanager.tools.licenses import check_profiles, parse_inventory
 from modelmanager.tools.prepare import load_model_sources, prepare_models, write_profile
-
-from .conftest import EXAMPLES, REPO
+from tests.conftest import EXAMPLES, REPO
 
 INVENTORY = REPO / "MODEL_LICENSES.md"
 

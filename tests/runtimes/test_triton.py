@@ -26,8 +26,7 @@ from modelmanager import (
 )
 from modelmanager.runtimes import triton as triton_runtime
 from modelmanager.triton.server import TritonServer
-
-from .triton_fixtures import TritonFixture
+from tests.triton_fixtures import TritonFixture
 
 PROTOCOLS = ("grpc", "http")
 

@@ -11,8 +11,7 @@ from typer.testing import CliRunner
 
 from modelmanager.cli import app
 from modelmanager.index import RunStore
-
-from .test_retention import NOW, PLATFORM, VIDEO, History
+from tests.retention.test_retention import NOW, PLATFORM, VIDEO, History
 
 runner = CliRunner()
 AT = ["--now", NOW.strftime("%Y-%m-%dT%H:%M:%S%z")]

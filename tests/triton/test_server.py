@@ -33,8 +33,7 @@ from modelmanager.errors import ConfigurationInvalid, TritonUnavailable
 from modelmanager.mapping.spec import parse_mapping
 from modelmanager.triton.repo import build_repository
 from modelmanager.triton.server import INSTALL_HINT, TritonServer, find_tritonserver
-
-from .triton_fixtures import (
+from tests.triton_fixtures import (
     PREPROCESS_PRESET,
     TRITON_MODEL,
     TritonFixture,

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from modelmanager import ModelManager, NetworkAccessBlocked, offline
-
-from .runner_components import frames, make_runner
+from tests.runner_components import frames, make_runner
 
 
 @pytest.fixture(autouse=True)

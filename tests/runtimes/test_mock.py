@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from modelmanager import InvalidModelSpec, MockRuntime, ModelManager, RunStore, resolve_mapping
-
-from .conftest import EXAMPLES, RUN_CONTEXT
-from .runner_components import FrameFeatures, frames
+from tests.conftest import EXAMPLES, RUN_CONTEXT
+from tests.runner_components import FrameFeatures, frames
 
 
 def _features(spec: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -7,10 +7,8 @@ from typing import Any
 import pytest
 
 from modelmanager import InvalidModelSpec, ResolvedMapping
-from modelmanager.mapping.spec import parse_mapping
-from modelmanager.mapping.spec import ModelUsed
-
-from .conftest import onnx_entry, triton_entry
+from modelmanager.mapping.spec import ModelUsed, parse_mapping
+from tests.conftest import onnx_entry, triton_entry
 
 
 def _without(entry: dict[str, Any], field: str) -> dict[str, Any]:

@@ -13,8 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelmanager.cli import app
-
-from .conftest import EXAMPLES, RUN_CONTEXT, age
+from tests.conftest import EXAMPLES, RUN_CONTEXT, age
 
 runner = CliRunner()
 

@@ -23,9 +23,8 @@ from modelmanager.run.runner import Runner
 from modelmanager.store.artifacts import read_artifact
 from modelmanager.tools.media import Sample, load_sample
 from modelmanager.tools.prepare import PreparedModel, profile_document
-
-from .conftest import EXAMPLES
-from .runner_components import run_context
+from tests.conftest import EXAMPLES
+from tests.runner_components import run_context
 
 TOLERANCE_S = 0.1  # measured: every boundary within 0.032 s (one window), fp32 and fp16
 

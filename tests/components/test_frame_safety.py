@@ -24,9 +24,8 @@ from modelmanager.run.runner import Runner
 from modelmanager.store.artifacts import read_artifact
 from modelmanager.tools.media import Sample, load_sample
 from modelmanager.tools.prepare import PreparedModel, profile_document
-
-from .conftest import EXAMPLES, with_modified_model
-from .runner_components import run_context
+from tests.conftest import EXAMPLES, with_modified_model
+from tests.runner_components import run_context
 
 # Measured once with this component (bilinear 224×224, BGR minus means, batches of 8)
 # on examples/sample with onnxruntime (CPU, fp32), printed to 9 significant digits;

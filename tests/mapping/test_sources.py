@@ -10,8 +10,7 @@ import yaml
 
 from modelmanager import InvalidModelSpec, ModelMappingMissing, ProfileLoadFailed, resolve_mapping
 from modelmanager.mapping.sources import load_document
-
-from .conftest import EXAMPLES, onnx_entry
+from tests.conftest import EXAMPLES, onnx_entry
 
 
 def _write(path: Path, text: str) -> Path:

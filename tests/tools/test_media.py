@@ -12,8 +12,7 @@ import pytest
 
 from modelmanager.errors import ConfigurationInvalid
 from modelmanager.tools.media import SAMPLE_RATE, load_sample
-
-from .conftest import EXAMPLES, REPO
+from tests.conftest import EXAMPLES, REPO
 
 SAMPLE = EXAMPLES / "sample"
 FILES = ("sample.wav", "frames.npz", "sample.json")

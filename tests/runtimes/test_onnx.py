@@ -11,11 +11,17 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from modelmanager import DeviceUnavailable, InvalidModelSpec, ModelInferFailed, ModelLoadFailed, ModelManager, OnnxRuntimeMissing
-from modelmanager.weights.digest import hash_file
+from modelmanager import (
+    DeviceUnavailable,
+    InvalidModelSpec,
+    ModelInferFailed,
+    ModelLoadFailed,
+    ModelManager,
+    OnnxRuntimeMissing,
+)
 from modelmanager.runtimes.onnx import OnnxRuntime
-
-from .conftest import EXAMPLES, age, onnx_entry
+from modelmanager.weights.digest import hash_file
+from tests.conftest import EXAMPLES, age, onnx_entry
 
 ENCODER = "frame-encoder/1.0.0/model.onnx"
 

@@ -10,15 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelmanager import RunContext
-from modelmanager.mapping.spec import parse_mapping
 from modelmanager.mapping.signature import (
     cache_key,
     diff_documents,
     model_signature,
     models_used,
 )
-
-from .conftest import RUN_CONTEXT, onnx_entry, triton_entry
+from modelmanager.mapping.spec import parse_mapping
+from tests.conftest import RUN_CONTEXT, onnx_entry, triton_entry
 
 USED_FIELDS = {
     "role": st.sampled_from(["detector", "recognizer", "encoder"]),

@@ -23,9 +23,8 @@ from modelmanager.run.runner import Runner
 from modelmanager.store.artifacts import read_artifact
 from modelmanager.tools.media import Sample, load_sample
 from modelmanager.tools.prepare import PreparedModel, profile_document
-
-from .conftest import EXAMPLES, with_modified_model
-from .runner_components import run_context
+from tests.conftest import EXAMPLES, with_modified_model
+from tests.runner_components import run_context
 
 # Measured once with this component on examples/sample (onnxruntime CPU, fp32), per
 # worded frame (2-4 MODEL, 7-9 CACHE; the backgrounds differ, so do the boxes):

@@ -1,7 +1,7 @@
 """Triton model repository from a mapping: layout, config.pbtxt, model.py, refusals, atomicity.
 
 The repository is checked here without a server (config parsed with Triton's own
-protobuf schema); tests/test_triton_server.py serves it for real.
+protobuf schema); tests/triton/test_server.py serves it for real.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from modelmanager.mapping.spec import TensorSpec, parse_mapping
 from modelmanager.triton.model_py import render_model_py
 from modelmanager.triton.repo import RepositoryModel, build_repository, render_config
 from modelmanager.weights.digest import hash_file
-
-from .conftest import onnx_entry
-from .triton_fixtures import PREPROCESS_PRESET, mlp_mapping, write_mlp_models
+from tests.conftest import onnx_entry
+from tests.triton_fixtures import PREPROCESS_PRESET, mlp_mapping, write_mlp_models
 
 EXPECTED_CONFIG = """\
 name: "mlp"

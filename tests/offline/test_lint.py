@@ -1,6 +1,6 @@
 """R-NET-3: the static check finds the calls that would reach the network, and only those.
 
-The corpus under ``tests/lint_corpus/`` is data, not code (``*.py.txt``, so that
+The corpus under ``tests/offline/lint_corpus/`` is data, not code (``*.py.txt``, so that
 neither pytest nor ruff reads it): every line of a ``positive_*`` file that the
 check must flag ends with ``# expect: <rule>[, <rule>]``; ``negative_*`` files
 must give no finding at all.

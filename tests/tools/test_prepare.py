@@ -21,8 +21,7 @@ from modelmanager.mapping.sources import load_document
 from modelmanager.mapping.spec import parse_mapping
 from modelmanager.tools.prepare import LOCK_FILE, prepare_models, write_profile
 from modelmanager.weights.digest import hash_file
-
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 MEMBER_A = "toy_pkg/data/a.onnx"
 MEMBER_B = "toy_pkg/data/b.onnx"

@@ -34,12 +34,11 @@ from modelmanager.index import RunStore
 from modelmanager.index.migrations import HEAD, SCRIPT_LOCATION
 from modelmanager.index.models import Base
 from modelmanager.mapping.sources import ProfileStore, load_document, resolve_mapping
-
-from .db_fixtures import component_row, run_context
+from tests.db_fixtures import component_row, run_context
 
 # The run index fixtures (redundant, and harmless, once conftest.py imports them).
 
-EXAMPLE_PROFILE = Path(__file__).resolve().parent.parent / "examples" / "profile.yaml"
+EXAMPLE_PROFILE = Path(__file__).resolve().parents[2] / "examples" / "profile.yaml"
 KEY = "sha256:" + "a" * 64
 
 

@@ -11,9 +11,8 @@ from typer.testing import CliRunner
 
 from modelmanager.cli import app
 from modelmanager.index import RunStore
-
-from .conftest import EXAMPLES
-from .runner_components import FrameFeatures, SceneStats, frames, make_runner, mapping
+from tests.conftest import EXAMPLES
+from tests.runner_components import FrameFeatures, SceneStats, frames, make_runner, mapping
 
 runner = CliRunner()
 
