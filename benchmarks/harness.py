@@ -39,6 +39,8 @@ class Config:
     """Triton inference calls per side, per protocol and batch size (runtime_overhead)."""
     run_pairs: int
     """Cold run + cached re-run pairs, each on fresh directories (runs)."""
+    startup_reps: int
+    """Runs of each command line, alternating (startup)."""
     bookkeeping_runs: int
     """Bookkeeping runs per side: ours, MLflow, ours on PostgreSQL (runs)."""
 
@@ -54,6 +56,7 @@ FULL = Config(
     runtime_calls=5_000,
     triton_calls=1_000,
     run_pairs=15,
+    startup_reps=15,
     bookkeeping_runs=100,
 )
 QUICK = Config(
@@ -67,6 +70,7 @@ QUICK = Config(
     runtime_calls=2_000,
     triton_calls=150,
     run_pairs=3,
+    startup_reps=5,
     bookkeeping_runs=15,
 )
 
@@ -92,6 +96,8 @@ class Result:
     """The baseline's unit where it differs from ``unit``."""
     others_busy_cores: float | None = None
     """CPU cores that other processes kept busy, on average, while the benchmark ran."""
+    budget: str | None = None
+    """Set on the lines that are budgets of the project (``make bench`` lists them last)."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,6 +20,7 @@ import sys
 import textwrap
 import time
 import zipfile
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +40,7 @@ from modelmanager.store.artifacts import (
     ArtifactCheck,
     ArtifactMeta,
     ArtifactRecord,
+    artifact_digest_key,
     check_artifact,
     read_artifact,
     write_artifact,
@@ -46,6 +48,7 @@ from modelmanager.store.artifacts import (
 from modelmanager.store.atomic import atomic_write, is_temp_name
 from modelmanager.store.fields import utc_timestamp
 from modelmanager.store.layout import artifact_relpath, manifest_relpath
+from modelmanager.weights.digest import DigestCache, Digester, HashTotals, hashing_totals
 
 GOLDEN_META = Path(__file__).parent / "golden" / "artifact_meta.json"
 REL = artifact_relpath("youtube", "vid-001", "text_ocr", "run-001")
@@ -380,6 +383,130 @@ def test_temp_files_are_not_artifacts(root: Path) -> None:
     tmp.write_bytes(b"half an artifact")
     record = ArtifactRecord(REL, 16, sha256_of(tmp))
     assert check_artifact(root, record, schema_version="2").problem == "missing"
+
+
+# --- the digest cache: a cache hit without a re-hash ------------------------------------------
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[DigestCache]:
+    with DigestCache(tmp_path / "cache" / "digests.sqlite3") as opened:
+        yield opened
+
+
+def _hashed(check: Callable[[], ArtifactCheck]) -> tuple[ArtifactCheck, HashTotals]:
+    before = hashing_totals()
+    result = check()
+    return result, hashing_totals() - before
+
+
+def test_an_artifact_written_with_the_cache_checks_without_a_rehash(
+    root: Path, cache: DigestCache
+) -> None:
+    record = write_artifact(root, REL, sample_arrays(), make_meta(), digest_cache=cache)
+    check, hashed = _hashed(
+        lambda: check_artifact(root, record, schema_version="2", digest_cache=cache)
+    )
+    assert check.ok
+    assert check.meta == make_meta()
+    assert hashed == HashTotals(files=0, bytes=0)
+    full, hashed = _hashed(
+        lambda: check_artifact(root, record, schema_version="2", digest_cache=cache, verify="full")
+    )
+    assert full == check
+    assert hashed == HashTotals(files=1, bytes=record.size)
+
+
+def test_without_the_cache_every_check_rehashes(root: Path, written: ArtifactRecord) -> None:
+    _, hashed = _hashed(lambda: check_artifact(root, written, schema_version="2"))
+    assert hashed == HashTotals(files=1, bytes=written.size)
+
+
+@pytest.mark.parametrize("change", ["in_place_old_mtime", "replaced_old_mtime", "touched"])
+def test_a_changed_file_is_rehashed_despite_the_cache(
+    root: Path, cache: DigestCache, change: str
+) -> None:
+    record = write_artifact(root, REL, sample_arrays(), make_meta(), digest_cache=cache)
+    path = root / REL
+    st = os.stat(path)
+    data = bytearray(path.read_bytes())
+    if change != "touched":
+        data[len(data) // 2] ^= 0x01
+    if change == "replaced_old_mtime":
+        other = path.with_name("other")
+        other.write_bytes(bytes(data))
+        os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+        other.replace(path)
+    elif change == "in_place_old_mtime":
+        path.write_bytes(bytes(data))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    else:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same bytes; ctime moves
+    check, hashed = _hashed(
+        lambda: check_artifact(root, record, schema_version="2", digest_cache=cache)
+    )
+    assert hashed == HashTotals(files=1, bytes=record.size)
+    assert check.problem == (None if change == "touched" else "sha256")
+
+
+def test_a_full_check_caches_a_settled_file(root: Path, cache: DigestCache) -> None:
+    record = write_artifact(root, REL, sample_arrays(), make_meta())  # not recorded
+    path = root / REL
+    for _ in range(2):  # fresh: inside the racy window, hashed each time
+        _, hashed = _hashed(
+            lambda: check_artifact(root, record, schema_version="2", digest_cache=cache)
+        )
+        assert hashed.files == 1
+    past = time.time_ns() - 60 * 10**9
+    os.utime(path, ns=(past, past))
+    _, hashed = _hashed(
+        lambda: check_artifact(root, record, schema_version="2", digest_cache=cache)
+    )
+    assert hashed.files == 1  # hashed once more, and cached now
+    check, hashed = _hashed(
+        lambda: check_artifact(root, record, schema_version="2", digest_cache=cache)
+    )
+    assert (check.ok, hashed.files) == (True, 0)
+
+
+def test_a_trusted_artifact_still_gets_its_meta_checked(root: Path, cache: DigestCache) -> None:
+    record = write_artifact(
+        root, REL, {"x": np.zeros(2)}, make_meta(schema_version="1"), digest_cache=cache
+    )
+    check, hashed = _hashed(
+        lambda: check_artifact(root, record, schema_version="2", digest_cache=cache)
+    )
+    assert (check.problem, check.expected, check.actual, hashed.files) == ("schema", "2", "1", 0)
+
+
+def test_a_trusted_file_without_meta_is_unreadable(
+    root: Path, tmp_path: Path, cache: DigestCache
+) -> None:
+    record = _record_for(root, REL, _npz_bytes(tmp_path, x=np.zeros(3)))
+    key = artifact_digest_key(root / REL)
+    assert cache.store_written(str(root / REL), record.sha256, record.size, key=key)
+    check, hashed = _hashed(
+        lambda: check_artifact(root, record, schema_version="2", digest_cache=cache)
+    )
+    assert (check.problem, hashed.files) == ("unreadable", 0)
+    assert META_KEY in check.detail
+
+
+def test_only_a_whole_artifact_is_trusted_on_its_stat(
+    root: Path, tmp_path: Path, cache: DigestCache
+) -> None:
+    meta = np.frombuffer(make_meta().to_json_bytes(), dtype=np.uint8)
+    data = _npz_bytes(tmp_path, __meta__=meta, o=np.array([{"a": 1}], dtype=object))
+    record = _record_for(root, REL, data)  # its sha256 is right, its pickled member is not
+    past = time.time_ns() - 60 * 10**9
+    os.utime(root / REL, ns=(past, past))  # settled: a hash of it could be cached
+    Digester(cache).digest(root / REL)  # a plain digest of the file is cached...
+    for _ in range(2):  # ...and so would be a full check's hash, were the file whole
+        check, hashed = _hashed(
+            lambda: check_artifact(root, record, schema_version="2", digest_cache=cache)
+        )
+        assert (check.problem, hashed.files) == ("unreadable", 1)
+        assert "pickle" in check.detail
 
 
 # --- crash while writing -------------------------------------------------------------------

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,73 @@ def test_a_path_given_twice_is_hashed_once(weights: Path, count_hashing: list[st
     a, b = Digester().digest_many([weights, weights.parent / "." / weights.name])
     assert a.digest == b.digest
     assert len(count_hashing) == 1
+
+
+def test_hashing_totals_count_every_byte_read(weights: Path, cache: DigestCache) -> None:
+    before = digest_mod.hashing_totals()
+    hash_file(weights)
+    size = weights.stat().st_size
+    assert digest_mod.hashing_totals() - before == digest_mod.HashTotals(files=1, bytes=size)
+    digester = Digester(cache)
+    digester.digest(weights)  # hashed and cached
+    middle = digest_mod.hashing_totals()
+    assert digester.digest(weights).cached
+    assert digest_mod.hashing_totals() - middle == digest_mod.HashTotals(files=0, bytes=0)
+
+
+def test_a_file_we_wrote_is_cached_at_once_until_it_changes(
+    tmp_path: Path, cache: DigestCache
+) -> None:
+    from modelmanager.store.atomic import write_bytes
+
+    path = tmp_path / "artifact.npz"
+    size, sha = write_bytes(path, b"published bytes")
+    assert cache.store_written(str(path), sha, size)  # fresh, and still cached
+    assert cache.lookup(str(path), os.stat(path)) == sha
+    st = os.stat(path)
+    path.write_bytes(b"published bytez")  # in place, same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old mtime
+    assert cache.lookup(str(path), os.stat(path)) is None
+
+
+def test_store_written_refuses_a_file_of_another_size(tmp_path: Path, cache: DigestCache) -> None:
+    path = tmp_path / "artifact.npz"
+    path.write_bytes(b"12345")
+    assert not cache.store_written(str(path), _sha(b"1234"), 4)
+    assert not cache.store_written(str(tmp_path / "missing"), _sha(b""), 0)
+    assert cache.lookup(str(path), os.stat(path)) is None
+
+
+def test_store_hashed_keeps_the_racy_window(tmp_path: Path, cache: DigestCache) -> None:
+    fresh = tmp_path / "fresh.bin"
+    fresh.write_bytes(b"new")
+    st = os.stat(fresh)
+    assert not cache.store_hashed(str(fresh), st, _sha(b"new"), time.time_ns())
+    age(fresh)
+    st = os.stat(fresh)
+    assert cache.store_hashed(str(fresh), st, _sha(b"new"), time.time_ns())
+    assert cache.lookup(str(fresh), st) == _sha(b"new")
+
+
+def test_lookup_many_reads_rows_ahead(tmp_path: Path, cache: DigestCache) -> None:
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"w{i}.bin"
+        path.write_bytes(bytes([i]) * 10)
+        age(path)
+        paths.append(path)
+    digester = Digester(cache)
+    digester.digest_many(paths)
+    missing = [str(tmp_path / f"missing-{i}") for i in range(1200)]  # more than one query
+    rows = cache.lookup_many([*missing, *map(str, paths), str(paths[0])])
+    assert sorted(rows) == sorted(map(str, paths))
+    for path in paths:
+        st = os.stat(path)
+        assert rows[str(path)].digest_for(st) == cache.lookup(str(path), st)
+        found = digester.cached(str(path), st, rows)
+        assert found is not None
+        assert (found.digest, found.cached, found.size) == (hash_file(path), True, 10)
+    paths[1].write_bytes(b"x" * 10)
+    assert rows[str(paths[1])].digest_for(os.stat(paths[1])) is None
+    assert digester.cached(str(paths[1]), os.stat(paths[1]), rows) is None
+    assert digester.cached(str(tmp_path), os.stat(tmp_path)) is None  # a directory: walk it

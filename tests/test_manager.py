@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 import modelmanager.weights.digest as digest_mod
-from modelmanager import ConfigurationInvalid, InvalidModelSpec, InvalidRunContext, ModelArtifactMissing, ModelManager, ModelMappingMissing, WeightsDigestMismatch
+from modelmanager import (
+    ConfigurationInvalid,
+    InvalidModelSpec,
+    InvalidRunContext,
+    ModelArtifactMissing,
+    ModelManager,
+    ModelMappingMissing,
+    WeightsDigestMismatch,
+)
 from modelmanager.weights.digest import DigestCache, Digester, hash_file
 
 from .conftest import RUN_CONTEXT
@@ -233,3 +241,86 @@ def test_realpath_agrees_with_the_portable_one(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path / "a")
     for path in [tmp_path / "link" / "b" / "f", tmp_path / "link", tmp_path / "missing" / "f"]:
         assert real_path(path) == os.path.realpath(path)
+
+
+def test_real_path_and_stat_agree_with_the_portable_ones(tmp_path: Path) -> None:
+    from modelmanager.weights.locate import real_path_and_stat
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    found = real_path_and_stat(str(tmp_path / "link" / "f"))
+    assert found is not None
+    real, st = found
+    assert real == os.path.realpath(tmp_path / "link" / "f")
+    assert (st.st_ino, st.st_size) == (os.stat(real).st_ino, 1)
+    assert real_path_and_stat(str(tmp_path / "missing")) is None
+
+
+@pytest.fixture
+def cached_manager(ocr_mapping: dict[str, Any], models_root: Path, tmp_path: Path) -> Any:
+    """A maker of fresh managers sharing one digest cache that already holds the weights."""
+    with DigestCache(tmp_path / "shared.sqlite3") as cache:
+        digester = Digester(cache)
+
+        def make() -> ModelManager:
+            return ModelManager(
+                RUN_CONTEXT, ocr_mapping, models_root=models_root, digester=digester
+            )
+
+        make().verify_all()
+        yield make
+
+
+def test_a_new_manager_resolves_unchanged_weights_without_hashing(cached_manager: Any) -> None:
+    mm = cached_manager()
+    before = digest_mod.hashing_totals()
+    for role in ("detector", "recognizer"):
+        mm.resolve("text_ocr", role)
+    assert digest_mod.hashing_totals() - before == digest_mod.HashTotals(0, 0)
+    assert all(digest.cached for _, digest in mm.verify_all())
+
+
+def test_cached_weights_that_changed_since_still_fail(
+    cached_manager: Any, models_root: Path
+) -> None:
+    path = models_root / "text-detector/2.1.0/model.onnx"
+    path.write_bytes(b"other weights!!!")  # same size as before: the stat still differs
+    with pytest.raises(WeightsDigestMismatch) as info:
+        cached_manager().resolve("text_ocr", "detector")
+    assert info.value.fields["actual"] == hash_file(path)
+
+
+def test_cached_weights_behind_a_symlink_out_of_root_are_refused(
+    cached_manager: Any, models_root: Path, tmp_path: Path
+) -> None:
+    target = models_root / "text-detector/2.1.0/model.onnx"
+    outside = tmp_path / "outside.onnx"
+    target.rename(outside)
+    target.symlink_to(outside)
+    mm = cached_manager()
+    assert mm.digester.digest(target).digest == hash_file(outside)  # cached under target
+    assert mm.digester.digest(target).cached  # so only the location check can refuse it
+    with pytest.raises(InvalidModelSpec, match="outside models_root"):
+        mm.resolve("text_ocr", "detector")
+
+
+def test_signatures_and_keys_are_those_of_the_signature_module(mm: ModelManager) -> None:
+    from modelmanager.mapping.signature import cache_key, model_signature, models_used
+
+    for component in ("text_ocr", "scene_score", "scene_stats"):
+        specs = mm.mapping.components[component].values()
+        used = models_used(specs)
+        assert mm.models_used_for(component) == used
+        assert mm.model_signature_for(component) == model_signature(used)
+        key = mm.cache_key_for(component, producer_version="1.0.0", schema_version="3")
+        assert mm.run_context is not None
+        expected = cache_key(
+            mm.run_context,
+            component=component,
+            producer_version="1.0.0",
+            schema_version="3",
+            used=used,
+        )
+        assert key.to_json_dict() == expected.to_json_dict()
+        assert key.models_used == [u.model_dump() for u in used]

@@ -18,6 +18,7 @@ from modelmanager.mapping.spec import ResolvedModelSpec
 from modelmanager.runtimes import default_runtime
 from modelmanager.store.artifacts import read_artifact
 from modelmanager.store.manifest import read_manifest
+from modelmanager.weights.digest import HashTotals, hashing_totals
 
 from .runner_components import (
     Broken,
@@ -99,7 +100,10 @@ def test_changing_a_key_field_recomputes_only_that_component(
     assert opens.opened == ["frame_features/encoder"]
 
 
-@pytest.mark.parametrize("damage", ["truncate", "bitflip", "delete"])
+@pytest.mark.parametrize(
+    "damage",
+    ["truncate", "bitflip", "delete", "bitflip_old_mtime", "replaced_old_mtime", "full"],
+)
 def test_damaged_artifact_is_detected_and_recomputed(
     store: RunStore, tmp_path: Path, damage: str
 ) -> None:
@@ -107,17 +111,31 @@ def test_damaged_artifact_is_detected_and_recomputed(
     first = make_runner(store, tmp_path, "run-1").run([FrameFeatures()], inputs)
     path = tmp_path / first.manifest.components[0].artifact.relpath  # type: ignore[union-attr]
     data = bytearray(path.read_bytes())
+    st = os.stat(path)
     if damage == "truncate":
         path.write_bytes(data[: len(data) // 2])
-    elif damage == "bitflip":
+    elif damage in ("bitflip", "full"):
         data[len(data) // 2] ^= 0x01
         path.write_bytes(bytes(data))
+    elif damage == "bitflip_old_mtime":  # in place: same inode, size and mtime; ctime moves
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    elif damage == "replaced_old_mtime":  # another inode with the same size and mtime
+        data[len(data) // 2] ^= 0x01
+        other = path.with_name("other.npz")
+        other.write_bytes(bytes(data))
+        os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+        other.replace(path)
     else:
         path.unlink()
+    if damage not in ("delete", "truncate"):
+        assert os.stat(path).st_size == st.st_size  # only the sha256 can tell
     opens = Opens()
-    second = make_runner(store, tmp_path, "run-2", runtime_factory=opens).run(
-        [FrameFeatures()], inputs
-    )
+    verify = "full" if damage == "full" else "stat"
+    second = make_runner(
+        store, tmp_path, "run-2", runtime_factory=opens, verify_artifacts=verify
+    ).run([FrameFeatures()], inputs)
     entry = second.manifest.components[0]
     assert (entry.status, entry.cache_hit) == ("ok", False)
     assert opens.opened == ["frame_features/encoder"]
@@ -251,3 +269,28 @@ def test_lease_is_released_only_after_the_artifact_is_indexed(
     make_runner(logged, tmp_path, "run-1").run([FrameFeatures()], {"frames": frames()})  # type: ignore[arg-type]
     calls = [c for c in logged.calls if c in ("try_acquire", "record_component", "release")]
     assert calls == ["try_acquire", "record_component", "release"]
+
+
+def test_verify_artifacts_is_stat_or_full(store: RunStore, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="verify_artifacts"):
+        make_runner(store, tmp_path, "run-1", verify_artifacts="sha")
+    assert make_runner(store, tmp_path, "run-1").verify_artifacts == "stat"
+
+
+def test_cache_hit_trusts_an_unchanged_stat_and_full_rehashes(
+    store: RunStore, tmp_path: Path
+) -> None:
+    inputs = {"frames": frames()}
+    first = make_runner(store, tmp_path, "run-1").run([FrameFeatures(), SceneStats()], inputs)
+    sizes = [c.artifact.size for c in first.manifest.components if c.artifact is not None]
+    before = hashing_totals()
+    stat_run = make_runner(store, tmp_path, "run-2").run([FrameFeatures(), SceneStats()], inputs)
+    after_stat = hashing_totals()
+    full_run = make_runner(store, tmp_path, "run-3", verify_artifacts="full").run(
+        [FrameFeatures(), SceneStats()], inputs
+    )
+    after_full = hashing_totals()
+    assert [c.status for c in stat_run.manifest.components] == ["cached", "cached"]
+    assert [c.status for c in full_run.manifest.components] == ["cached", "cached"]
+    assert after_stat - before == HashTotals(files=0, bytes=0)
+    assert after_full - after_stat == HashTotals(files=2, bytes=sum(sizes))

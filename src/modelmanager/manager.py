@@ -27,7 +27,7 @@ from modelmanager.errors import (
     ModelManagerError,
     ModelMappingMissing,
 )
-from modelmanager.mapping.signature import CacheKey, cache_key, model_signature, models_used
+from modelmanager.mapping.signature import CacheKey, cache_key, model_signature
 from modelmanager.mapping.spec import (
     ModelUsed,
     ResolvedMapping,
@@ -36,8 +36,16 @@ from modelmanager.mapping.spec import (
     parse_mapping,
 )
 from modelmanager.runtimes import Runtime, RuntimeFactory, default_runtime
-from modelmanager.weights.digest import Digest, DigestCache, Digester, HashProgress
-from modelmanager.weights.locate import about, annotate, artifact_field, inside_root, real_path
+from modelmanager.weights.digest import CachedRow, Digest, DigestCache, Digester, HashProgress
+from modelmanager.weights.locate import (
+    about,
+    annotate,
+    artifact_field,
+    inside_root,
+    is_inside,
+    real_path,
+    real_path_and_stat,
+)
 
 __all__ = ["HealthReport", "ModelManager"]
 
@@ -101,10 +109,11 @@ class ModelManager:
             else parse_mapping(resolved_mapping)
         )
         self._settings = settings
-        offline.install()  # always offline while the manager is in use (R-NET-1)
+        _stay_offline()  # always offline while the manager is in use (R-NET-1)
         offline.allow(
             host
-            for spec in self.mapping.iter_specs()
+            for roles in self.mapping.components.values()
+            for spec in roles.values()
             if spec.triton is not None
             for url in (spec.triton.http_url, spec.triton.grpc_url)
             if url is not None and (host := offline.host_of(url)) is not None
@@ -115,7 +124,10 @@ class ModelManager:
         self._runtime_factory = runtime_factory or default_runtime
         self._runtimes: dict[tuple[str, str], Runtime] = {}
         self._real_root: str | None = None
+        self._cache_rows: dict[str, CachedRow] | None = None
+        self._weights_paths: dict[str, str] = {}
         self._verified: dict[tuple[str, str], Digest] = {}
+        self._used_fields: dict[str, list[dict[str, Any]]] = {}
         self._models_used: dict[str, list[ModelUsed]] = {}
         self._signatures: dict[str, str] = {}
 
@@ -147,7 +159,11 @@ class ModelManager:
         """
         spec = self._spec(component, role)
         if spec.local_artifact is not None and (component, role) not in self._verified:
-            self._verify([spec])
+            found = self._cached_digest(spec, spec.local_artifact)
+            if found is not None and found.digest == spec.weights_digest:
+                self._verified[(component, role)] = found
+            else:  # the general path: hashes what it must, raises what it finds
+                self._verify([spec])
         return spec
 
     def artifact_path(self, spec: ResolvedModelSpec) -> Path:
@@ -261,7 +277,7 @@ class ModelManager:
         """Canonical ``models_used[]`` of ``component`` (R-SIG-1); empty if it calls no model."""
         used = self._models_used.get(component)
         if used is None:
-            used = models_used(self._roles(component).values())
+            used = [ModelUsed.model_construct(**f) for f in self._used_fields_of(component)]
             self._models_used[component] = used
         return list(used)
 
@@ -269,7 +285,7 @@ class ModelManager:
         """``model_signature`` of ``component`` (R-SIG-2)."""
         signature = self._signatures.get(component)
         if signature is None:
-            signature = model_signature(self.models_used_for(component))
+            signature = model_signature(self._used_fields_of(component))
             self._signatures[component] = signature
         return signature
 
@@ -291,9 +307,19 @@ class ModelManager:
             component=component,
             producer_version=producer_version,
             schema_version=schema_version,
-            used=self.models_used_for(component),
+            used=self._used_fields_of(component),
             signature=self.model_signature_for(component),
         )
+
+    def _used_fields_of(self, component: str) -> list[dict[str, Any]]:
+        """``[u.model_dump() for u in models_used(...)]`` of ``component``, made once: what
+        signatures and keys hash, without a pydantic model per entry. Never handed out."""
+        fields = self._used_fields.get(component)
+        if fields is None:
+            fields = [ModelUsed.fields_of(s) for s in self._roles(component).values()]
+            fields.sort(key=lambda f: f["role"])  # the order of models_used()
+            self._used_fields[component] = fields
+        return fields
 
     def _roles(self, component: str) -> dict[str, ResolvedModelSpec]:
         roles = self.mapping.components.get(component)
@@ -322,6 +348,31 @@ class ModelManager:
     def _root(self) -> Path:
         return require_models_root(self.models_root)
 
+    def _cached_digest(self, spec: ResolvedModelSpec, relpath: str) -> Digest | None:
+        """The weights' digest from the digest cache, for a regular file inside models_root
+        whose stat is unchanged; None where :meth:`_verify` must decide (a miss, a
+        directory model, a path that leaves models_root, anything unusual)."""
+        digester = self.digester
+        if digester.cache is None or self.models_root is None:
+            return None
+        if self._cache_rows is None:
+            # One query for every local file of the mapping instead of one per role;
+            # each under the key digest_many uses: the absolute, normalized path.
+            root = os.fspath(self.models_root)
+            self._weights_paths = {
+                s.local_artifact: os.path.normpath(os.path.join(root, s.local_artifact))
+                for roles in self.mapping.components.values()
+                for s in roles.values()
+                if s.local_artifact is not None
+            }
+            self._cache_rows = digester.cache.lookup_many(list(self._weights_paths.values()))
+            self._real_root = self._real_root or real_path(root)
+        path = self._weights_paths[relpath]
+        found = real_path_and_stat(path)
+        if found is None or self._real_root is None or not is_inside(found[0], self._real_root):
+            return None  # _verify decides, and raises naming the field
+        return digester.cached(path, found[1], self._cache_rows)
+
     def _locate(self, spec: ResolvedModelSpec) -> Path:
         """The artifact's path, refused if its real location leaves models_root."""
         path = self.artifact_path(spec)
@@ -332,7 +383,9 @@ class ModelManager:
             path, self._real_root, relpath=spec.local_artifact, field=artifact_field(spec)
         )
 
-    def _verify(self, specs: Sequence[ResolvedModelSpec], progress: HashProgress | None = None) -> None:
+    def _verify(
+        self, specs: Sequence[ResolvedModelSpec], progress: HashProgress | None = None
+    ) -> None:
         if not specs:
             return
         paths = []
@@ -348,6 +401,16 @@ class ModelManager:
             with about(spec):
                 digest.check(spec.weights_digest)
             self._verified[(spec.component_name, spec.role)] = digest
+
+
+def _stay_offline() -> None:
+    """``offline.install()``, skipped when it would change nothing (it sets several
+    environment variables every time, the largest cost of a new manager)."""
+    if offline.installed() and all(
+        os.environ.get(name) == value for name, value in offline.OFFLINE_ENV.items()
+    ):
+        return
+    offline.install()
 
 
 def _run_context(value: RunContext | Mapping[str, Any] | None) -> RunContext | None:

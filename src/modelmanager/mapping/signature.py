@@ -102,12 +102,14 @@ def cache_key(
     component: str,
     producer_version: str,
     schema_version: str,
-    used: Sequence[ModelUsed],
+    used: Sequence[ModelUsed | Mapping[str, Any]],
     signature: str | None = None,
 ) -> CacheKey:
     """The idempotency / cache key of one component in one run (R-SIG-3).
 
-    ``signature`` is ``model_signature(used)``, passed where it is already known.
+    ``used`` holds the component's models_used entries, as :class:`ModelUsed` or as
+    their ``model_dump()``; ``signature`` is ``model_signature(used)``, passed where it
+    is already known.
     """
     material = {
         "kind": "cache_key",
@@ -124,7 +126,7 @@ def cache_key(
     return CacheKey(
         key=sha256_tagged(canonical_json(material)),
         material=material,
-        models_used=[u.model_dump() for u in used],
+        models_used=[u.model_dump() if isinstance(u, ModelUsed) else dict(u) for u in used],
     )
 
 

@@ -343,19 +343,25 @@ class ModelUsed(_Frozen):
     @classmethod
     def from_spec(cls, spec: ResolvedModelSpec) -> ModelUsed:
         """The entry of a (validated) spec; its fields need no second validation."""
+        return cls.model_construct(**cls.fields_of(spec))
+
+    @staticmethod
+    def fields_of(spec: ResolvedModelSpec) -> dict[str, Any]:
+        """``ModelUsed.from_spec(spec).model_dump()``, built without a model (the hot path
+        of signatures and keys), in field order."""
         triton = spec.triton
-        return cls.model_construct(
-            role=spec.role,
-            model_name=spec.model_name,
-            model_version=spec.model_version,
-            weights_digest=spec.weights_digest,
-            runtime=spec.runtime,
-            engine=spec.engine,
-            precision=spec.precision,
-            device=spec.device_kind,
-            preprocess_preset=triton.preprocess_preset if triton is not None else None,
-            preprocessing_version=spec.artifacts.preprocess_id if triton is None else None,
-        )
+        return {
+            "role": spec.role,
+            "model_name": spec.model_name,
+            "model_version": spec.model_version,
+            "weights_digest": spec.weights_digest,
+            "runtime": spec.runtime,
+            "engine": spec.engine,
+            "precision": spec.precision,
+            "device": spec.device_kind,
+            "preprocess_preset": triton.preprocess_preset if triton is not None else None,
+            "preprocessing_version": spec.artifacts.preprocess_id if triton is None else None,
+        }
 
 
 class ResolvedMapping(_Frozen):

@@ -13,6 +13,11 @@ Per component (R-SIG-3/4, R-ART-1/2, D4, D5)::
     lookup again (it may have finished meanwhile) → open runtimes → component.process()
       → NPZ with meta, published atomically → component row → release lease
 
+The sha256 of a cached artifact is taken from the per-host digest cache when the
+file's stat fingerprint is the one recorded as it was published (or last hashed),
+as for weights: a cache hit costs a stat, a lookup and a read of the artifact's
+meta, not a re-hash (``verify_artifacts="full"`` re-hashes every hit).
+
 Whatever happens, the run's ``manifest.json`` records each component's status,
 timings, device, batch size, models_used/model_signature, cache key and hit,
 and error/error_code (R-FAIL-4); the run index gets one row per component.
@@ -46,6 +51,7 @@ from modelmanager.run.leases import LeaseHeartbeat
 from modelmanager.store.artifacts import (
     ArtifactMeta,
     ArtifactRecord,
+    ArtifactVerify,
     check_artifact,
     write_artifact,
 )
@@ -80,6 +86,10 @@ class Runner:
         mapping_source: where the mapping came from, for the manifest.
         lease_ttl_s: a worker's claim on a key lasts this long unless renewed.
         lease_wait_s: how long to wait for another worker computing the same key.
+        verify_artifacts: how a cache hit checks its artifact's sha256: ``stat``
+            (default) trusts the manager's digest cache when the file's stat
+            fingerprint is unchanged since it was published or last hashed (any
+            rewrite changes it); ``full`` re-hashes the whole file on every hit.
     """
 
     def __init__(
@@ -92,9 +102,12 @@ class Runner:
         lease_ttl_s: float = 60.0,
         lease_wait_s: float = 600.0,
         poll_s: float = 0.05,
+        verify_artifacts: ArtifactVerify = "stat",
     ) -> None:
         if manager.run_context is None:
             raise ValueError("a Runner needs a manager made with a run context")
+        if verify_artifacts not in ("stat", "full"):
+            raise ValueError(f"verify_artifacts is 'stat' or 'full', not {verify_artifacts!r}")
         self.manager = manager
         self.run_context: RunContext = manager.run_context
         self.store = store
@@ -103,6 +116,7 @@ class Runner:
         self.lease_ttl_s = lease_ttl_s
         self.lease_wait_s = lease_wait_s
         self.poll_s = poll_s
+        self.verify_artifacts: ArtifactVerify = verify_artifacts
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def run(
@@ -195,7 +209,13 @@ class Runner:
         if cached is None:
             return None
         record = ArtifactRecord(cached.artifact_path, cached.artifact_size, cached.artifact_sha256)
-        check = check_artifact(self.artifact_root, record, schema_version=component.schema_version)
+        check = check_artifact(
+            self.artifact_root,
+            record,
+            schema_version=component.schema_version,
+            digest_cache=self.manager.digester.cache,
+            verify=self.verify_artifacts,
+        )
         if check.ok:
             return record
         warning = f"cached artifact {record.relpath} is invalid ({check.problem}: {check.detail}); recomputed"
@@ -277,7 +297,13 @@ class Runner:
             created_at=utc_timestamp(),
         )
         relpath = artifact_relpath(ctx.platform_id, ctx.video_id, component.name, ctx.run_id)
-        return write_artifact(self.artifact_root, relpath, output.arrays, meta)
+        return write_artifact(
+            self.artifact_root,
+            relpath,
+            output.arrays,
+            meta,
+            digest_cache=self.manager.digester.cache,
+        )
 
     def _row(self, entry: ComponentEntry) -> ComponentRunRow:
         ctx = self.run_context

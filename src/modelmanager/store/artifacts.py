@@ -25,13 +25,29 @@ size (a stat, no hashing when it differs), then sha256, then the meta's
 format and ``schema_version`` against an :class:`ArtifactRecord` kept elsewhere
 (the manifest, the run index), and returns an :class:`ArtifactCheck`;
 :func:`read_artifact` raises :class:`~modelmanager.errors.ArtifactInvalid`.
+
+The sha256 step can be answered by the per-host digest cache
+(:class:`~modelmanager.weights.digest.DigestCache`), as weights are. Its rows
+under :func:`artifact_digest_key` (``artifact:<absolute path>``) mean "this file,
+in this stat state, is a whole artifact with this sha256", and only two things
+write them: :func:`write_artifact`, for the bytes it has just published
+(:meth:`~modelmanager.weights.digest.DigestCache.store_written` says why that is
+safe), and a check that hashed the file and found it whole (a valid npz without
+pickle). A ``verify="stat"`` check whose ``fstat`` fingerprint (device, inode,
+size, mtime, ctime) matches such a row with the recorded sha256 skips the re-hash
+and the per-member checks, and reads only the ``__meta__`` member (for format and
+schema). Any rewrite, truncation or replacement of the file changes that
+fingerprint and brings the full check back; ``verify="full"`` always runs it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import stat
+import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,7 +64,7 @@ from modelmanager.mapping.spec import ModelUsed
 from modelmanager.store.atomic import atomic_write
 from modelmanager.store.fields import Sha256Tagged, UtcTimestamp
 from modelmanager.store.layout import check_relpath, resolve_relpath
-from modelmanager.weights.digest import hash_open_file
+from modelmanager.weights.digest import DigestCache, hash_open_file
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -57,6 +73,8 @@ __all__ = [
     "ArtifactMeta",
     "ArtifactProblem",
     "ArtifactRecord",
+    "ArtifactVerify",
+    "artifact_digest_key",
     "check_artifact",
     "read_artifact",
     "write_artifact",
@@ -69,6 +87,10 @@ META_KEY = "__meta__"
 """The reserved array name holding the meta."""
 
 ArtifactProblem = Literal["missing", "size", "sha256", "unreadable", "format", "schema"]
+
+ArtifactVerify = Literal["stat", "full"]
+"""How a check establishes the sha256: ``stat`` trusts the digest cache for a file
+whose stat fingerprint is unchanged since it was written or hashed; ``full`` re-hashes."""
 
 # Zip entries get this fixed time instead of "now": same content, same bytes.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -208,6 +230,8 @@ def write_artifact(
     relpath: str,
     arrays: Mapping[str, NDArray[Any]],
     meta: ArtifactMeta,
+    *,
+    digest_cache: DigestCache | None = None,
 ) -> ArtifactRecord:
     """Write arrays and meta as one uncompressed npz at ``root/relpath``, atomically.
 
@@ -217,6 +241,8 @@ def write_artifact(
         arrays: name → array; any numeric, bool, string or bytes dtype (nothing
             that needs pickle to load).
         meta: stored under ``__meta__`` as canonical JSON.
+        digest_cache: where to record the sha256 of the published file, so that a
+            ``verify="stat"`` check of it needs no re-hash.
 
     Returns:
         The record (relpath, size, sha256 of the bytes written) to keep in the
@@ -257,14 +283,30 @@ def write_artifact(
                     npy_format.write_array(member, array, allow_pickle=False)  # type: ignore[no-untyped-call]
 
     size, sha256 = atomic_write(path, write)
+    if digest_cache is not None:
+        digest_cache.store_written(str(path), sha256, size, key=artifact_digest_key(path))
     return ArtifactRecord(relpath=relpath, size=size, sha256=sha256)
+
+
+def artifact_digest_key(path: str | os.PathLike[str]) -> str:
+    """The digest-cache key of the artifact file at ``path``: ``artifact:<absolute path>``.
+
+    Apart from the weights' rows (keyed by plain paths): a row here says the file
+    checked out whole as an artifact, which a plain digest of the same file does not.
+    """
+    return "artifact:" + os.path.abspath(path)
 
 
 # --- reading ------------------------------------------------------------------
 
 
 def check_artifact(
-    root: str | os.PathLike[str], record: ArtifactRecord, *, schema_version: str
+    root: str | os.PathLike[str],
+    record: ArtifactRecord,
+    *,
+    schema_version: str,
+    digest_cache: DigestCache | None = None,
+    verify: ArtifactVerify = "stat",
 ) -> ArtifactCheck:
     """Check an artifact against its record without trusting anything in it.
 
@@ -275,15 +317,30 @@ def check_artifact(
     by the sha256 and not loaded; only their headers are read, so that an
     artifact that checks ok also loads without pickle.
 
+    With a ``digest_cache`` and ``verify="stat"``, a file whose stat fingerprint
+    is the one cached with the record's sha256 (written by :func:`write_artifact`
+    with that cache, or hashed by an earlier check) is not re-hashed, and only its
+    ``__meta__`` member is read. A full re-hash that matches is cached in turn
+    (unless the file is too fresh, see the cache's racy-window rule).
+
     Args:
         root: the artifact root.
         record: what the file must be (from the manifest or the run index).
         schema_version: the NPZ contract version the reader understands.
+        digest_cache: the per-host digest cache; None hashes every time.
+        verify: ``stat`` (trust an unchanged fingerprint) or ``full`` (always re-hash).
 
     Returns:
         An :class:`ArtifactCheck`; ``meta`` is set when it could be read.
     """
-    check, _ = _inspect(root, record, schema_version=schema_version, load_arrays=False)
+    check, _ = _inspect(
+        root,
+        record,
+        schema_version=schema_version,
+        load_arrays=False,
+        digest_cache=digest_cache,
+        verify=verify,
+    )
     return check
 
 
@@ -312,7 +369,13 @@ def read_artifact(
 
 
 def _inspect(
-    root: str | os.PathLike[str], record: ArtifactRecord, *, schema_version: str, load_arrays: bool
+    root: str | os.PathLike[str],
+    record: ArtifactRecord,
+    *,
+    schema_version: str,
+    load_arrays: bool,
+    digest_cache: DigestCache | None = None,
+    verify: ArtifactVerify = "full",
 ) -> tuple[ArtifactCheck, dict[str, NDArray[Any]] | None]:
     path = resolve_relpath(root, record.relpath)
     where = str(path)
@@ -343,34 +406,56 @@ def _inspect(
                 record.size,
                 st.st_size,
             )
-        actual_sha = hash_open_file(file)
-        if actual_sha != record.sha256:
-            return bad(
-                "sha256",
-                "content hashes to another sha256 than recorded (altered on disk)",
-                record.sha256,
-                actual_sha,
-            )
+        cache_key = artifact_digest_key(where) if digest_cache is not None else ""
+        # The fingerprint is of the open file (fstat): the bytes read below are its bytes.
+        trusted = (
+            digest_cache is not None
+            and verify == "stat"
+            and digest_cache.lookup(cache_key, st) == record.sha256
+        )
+        if not trusted:
+            started_ns = time.time_ns()
+            actual_sha = hash_open_file(file)
+            hashed_st = os.fstat(file.fileno())
+            if actual_sha != record.sha256:
+                return bad(
+                    "sha256",
+                    "content hashes to another sha256 than recorded (altered on disk)",
+                    record.sha256,
+                    actual_sha,
+                )
         file.seek(0)
-        try:
-            with np.load(file, allow_pickle=False) as npz:
-                if not isinstance(npz, np.lib.npyio.NpzFile):
-                    return bad("unreadable", "a single .npy, not an npz archive")
-                if META_KEY not in npz.files:
-                    return bad("unreadable", f"the npz has no {META_KEY!r} member")
-                others = [n for n in npz.zip.namelist() if not n.endswith(".npy")]
-                if others:
-                    return bad("unreadable", f"members that are not .npy arrays: {others}")
-                raw_meta = npz[META_KEY]
-                names = [name for name in npz.files if name != META_KEY]
-                if load_arrays:
-                    arrays = {name: npz[name] for name in names}
-                else:
-                    arrays = None
-                    for name in names:
-                        _check_member_header(npz, name)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-            return bad("unreadable", f"not a loadable npz without pickle: {exc}")
+        if trusted and not load_arrays:
+            # The bytes are those that were written (or fully checked) before: only
+            # the meta is needed, for its format and schema_version.
+            try:
+                with zipfile.ZipFile(file) as archive:
+                    raw_meta = _meta_array(archive.read(META_KEY + ".npy"))
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+                return bad("unreadable", f"no loadable {META_KEY!r} member: {exc}")
+            arrays = None
+        else:
+            try:
+                with np.load(file, allow_pickle=False) as npz:
+                    if not isinstance(npz, np.lib.npyio.NpzFile):
+                        return bad("unreadable", "a single .npy, not an npz archive")
+                    if META_KEY not in npz.files:
+                        return bad("unreadable", f"the npz has no {META_KEY!r} member")
+                    others = [n for n in npz.zip.namelist() if not n.endswith(".npy")]
+                    if others:
+                        return bad("unreadable", f"members that are not .npy arrays: {others}")
+                    raw_meta = npz[META_KEY]
+                    names = [name for name in npz.files if name != META_KEY]
+                    if load_arrays:
+                        arrays = {name: npz[name] for name in names}
+                    else:
+                        arrays = None
+                        for name in names:
+                            _check_member_header(npz, name)
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+                return bad("unreadable", f"not a loadable npz without pickle: {exc}")
+            if digest_cache is not None and not trusted:  # hashed and whole: remember it
+                digest_cache.store_hashed(cache_key, st, record.sha256, started_ns, after=hashed_st)
     finally:
         file.close()
 
@@ -410,6 +495,28 @@ def _inspect(
             None,
         )
     return ArtifactCheck(True, None, "ok", where, meta=meta), arrays
+
+
+# The header numpy writes for a 1-d uint8 array (the meta), padded to 64 bytes.
+_META_HEADER = re.compile(
+    rb"\{'descr': '\|u1', 'fortran_order': False, 'shape': \((\d+),\), \} *\n"
+)
+
+
+def _meta_array(member: bytes) -> NDArray[Any]:
+    """The array of a ``__meta__.npy`` member's bytes (no pickle).
+
+    The header a uint8[n] gets from ``write_array`` is matched directly (a fifth of
+    the cost of numpy's general header parser); anything else goes to that parser.
+    """
+    if member[:6] == b"\x93NUMPY" and member[6:7] in (b"\x01", b"\x02", b"\x03"):
+        width = 2 if member[6] == 1 else 4
+        start = 8 + width
+        end = start + int.from_bytes(member[8:start], "little")
+        found = _META_HEADER.fullmatch(member, start, end)
+        if found is not None and len(member) - end == int(found[1]):
+            return np.frombuffer(member, dtype=np.uint8, offset=end)
+    return npy_format.read_array(io.BytesIO(member), allow_pickle=False)  # type: ignore[no-any-return,no-untyped-call]
 
 
 def _check_member_header(npz: np.lib.npyio.NpzFile, name: str) -> None:

@@ -18,8 +18,14 @@ ctime_ns)`` equal the stored ones, so re-verifying an unchanged file costs one
 ``os.stat`` and one indexed lookup on a long-lived connection. A file modified
 within :data:`RACY_WINDOW_NS` of its hashing is not cached (its mtime could
 repeat after a same-size rewrite), nor is one whose stat changed while it was
-being hashed. The cache is disposable: an unreadable or older-format file is
+being hashed. A file this process has just published itself (an artifact,
+through :func:`~modelmanager.store.atomic.atomic_write`) is recorded with the
+digest of the bytes it wrote (:meth:`DigestCache.store_written`, which says why
+that is safe). The cache is disposable: an unreadable or older-format file is
 replaced.
+
+Every byte read for hashing is counted (:func:`hashing_totals`), so a test or a
+benchmark can tell how much a step hashed without patching anything.
 """
 
 from __future__ import annotations
@@ -33,22 +39,25 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from modelmanager.errors import InvalidModelSpec, ModelArtifactMissing, WeightsDigestMismatch
 from modelmanager.mapping.canonical import canonical_json, sha256_tagged
 
 __all__ = [
     "DIG_V",
+    "CachedRow",
     "Digest",
     "DigestCache",
     "Digester",
     "HashProgress",
+    "HashTotals",
     "hash_file",
     "hash_open_file",
+    "hashing_totals",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,15 +80,56 @@ def hash_file(
 
 
 def hash_open_file(file: io.FileIO, *, on_chunk: Callable[[int], None] | None = None) -> str:
-    """``sha256:<hex>`` of what is left to read in an open binary file (unbuffered is fastest)."""
+    """``sha256:<hex>`` of what is left to read in an open binary file (unbuffered is fastest).
+
+    The bytes read are added to :func:`hashing_totals`.
+    """
     h = hashlib.sha256()
     buf = bytearray(CHUNK_SIZE)
     view = memoryview(buf)
-    while n := file.readinto(buf):
-        h.update(view[:n])
-        if on_chunk is not None:
-            on_chunk(n)
+    read = 0
+    try:
+        while n := file.readinto(buf):
+            h.update(view[:n])
+            read += n
+            if on_chunk is not None:
+                on_chunk(n)
+    finally:
+        _count_hashed(read)
     return "sha256:" + h.hexdigest()
+
+
+class HashTotals(NamedTuple):
+    """Files hashed and bytes read for hashing, by :func:`hash_open_file`, in this process."""
+
+    files: int
+    bytes: int
+
+    def __sub__(self, other: tuple[int, ...]) -> HashTotals:
+        return HashTotals(self.files - other[0], self.bytes - other[1])
+
+
+_totals_lock = threading.Lock()
+_totals = [0, 0]  # files, bytes
+
+
+def _count_hashed(nbytes: int) -> None:
+    with _totals_lock:  # one acquisition per file: nothing next to reading it
+        _totals[0] += 1
+        _totals[1] += nbytes
+
+
+def hashing_totals() -> HashTotals:
+    """How many files and bytes this process has hashed so far (every thread, weights and
+    artifacts alike): take it before and after a step and subtract.
+
+    >>> before = hashing_totals()
+    >>> _ = hash_file(__file__)
+    >>> (hashing_totals() - before).files
+    1
+    """
+    with _totals_lock:
+        return HashTotals(*_totals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +167,17 @@ _Fingerprint = tuple[int, int, int, int, int]
 
 def _fingerprint(st: os.stat_result) -> _Fingerprint:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class CachedRow(NamedTuple):
+    """One row of the cache: the fingerprint a file had when it hashed to ``digest``."""
+
+    fingerprint: tuple[int, int, int, int, int]
+    digest: str
+
+    def digest_for(self, st: os.stat_result) -> str | None:
+        """``digest`` if ``st`` (taken now) has the recorded fingerprint, else None."""
+        return self.digest if self.fingerprint == _fingerprint(st) else None
 
 
 class DigestCache:
@@ -180,6 +241,28 @@ class DigestCache:
         digest: str = row[5]
         return digest
 
+    def lookup_many(self, paths: Sequence[str]) -> dict[str, CachedRow]:
+        """The stored rows of ``paths`` (those it has), in one query per 500 paths.
+
+        A row stays a true statement ("a file with this fingerprint has this digest"),
+        so rows read ahead answer later checks exactly as :meth:`lookup` would:
+        :meth:`CachedRow.digest_for` compares the fingerprint of a stat taken then.
+        """
+        rows: dict[str, CachedRow] = {}
+        unique = list(dict.fromkeys(paths))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                found = self._conn.execute(
+                    "SELECT path, dev, ino, size, mtime_ns, ctime_ns, digest FROM file_digests"
+                    f" WHERE path IN ({marks})",
+                    chunk,
+                ).fetchall()
+            for path, dev, ino, size, mtime_ns, ctime_ns, digest in found:
+                rows[path] = CachedRow((dev, ino, size, mtime_ns, ctime_ns), digest)
+        return rows
+
     def store(self, path: str, st: os.stat_result, digest: str, hashed_at_ns: int) -> None:
         """Remember ``digest`` for ``path`` as it was when ``st`` was taken."""
         with self._lock:
@@ -187,6 +270,67 @@ class DigestCache:
                 "INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (path, *_fingerprint(st), digest, hashed_at_ns),
             )
+
+    def store_hashed(
+        self,
+        path: str,
+        st: os.stat_result,
+        digest: str,
+        started_ns: int,
+        *,
+        after: os.stat_result | None = None,
+    ) -> bool:
+        """Remember ``digest``, read from ``path`` by a hash that started at ``started_ns``
+        with the file's stat ``st``, unless that is unsafe: returns whether it was stored.
+
+        Not stored when the file was modified within :data:`RACY_WINDOW_NS` before the
+        hash started (a same-size rewrite within the timestamp tick would keep the
+        fingerprint), or when its stat once hashed, ``after`` (default: ``os.stat(path)``
+        now), is no longer ``st`` (it changed while being read).
+        """
+        if st.st_mtime_ns > started_ns - RACY_WINDOW_NS:
+            return False
+        try:
+            now = os.stat(path) if after is None else after
+        except OSError:
+            return False
+        if _fingerprint(now) != _fingerprint(st):
+            return False
+        self.store(path, st, digest, started_ns)
+        return True
+
+    def store_written(self, path: str, digest: str, size: int, *, key: str | None = None) -> bool:
+        """Remember the digest of a file this process has just published under ``path``
+        through :func:`~modelmanager.store.atomic.atomic_write`, as the row ``key``
+        (default: ``path``); returns whether it was stored.
+
+        Why the racy-window rule of :meth:`store_hashed` does not apply: that rule
+        protects a digest *read* from a file that someone may still be writing, e.g. a
+        model being copied in. Here the digest is of the bytes we wrote into a temp file
+        that only we could open (``O_EXCL``, a random name), fsynced and closed, then
+        renamed over ``path`` (a new inode). After that, any change of the file, by us or
+        anyone, sets its ctime anew (a write or truncate in place, ``utime``, ``chmod``)
+        or gives ``path`` another inode (a rename over it, an unlink and re-create),
+        and every lookup compares ``(dev, ino, size, mtime_ns, ctime_ns)``.
+
+        What is left: a change that lands within the same timestamp tick as the stat
+        taken here keeps ctime. Where timestamps have whole-second granularity (ctime
+        with no sub-second part: FAT, HFS+, old ext3) that tick is long, and nothing is
+        stored (the file is hashed when next checked). On filesystems with sub-second
+        timestamps the tick is one kernel clock tick (1-10 ms), and on Linux ≥ 6.13
+        (multigrain timestamps) none: once a ctime has been read by a stat, the next
+        change gets a finer, newer one. Nothing of ours ever writes into a published
+        file in place, so that needs a foreign writer racing the publication within
+        a tick; the "full" artifact check (a re-hash) is there for those who want none.
+        """
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_size != size or st.st_ctime_ns % 1_000_000_000 == 0:
+            return False
+        self.store(path if key is None else key, st, digest, time.time_ns())
+        return True
 
     def close(self) -> None:
         with self._lock:
@@ -248,6 +392,24 @@ class Digester:
         assembled = {root: _assemble(*tree, missed) for root, tree in trees.items()}
         return [assembled[root] for root in roots]
 
+    def cached(
+        self, path: str, st: os.stat_result, rows: Mapping[str, CachedRow] | None = None
+    ) -> Digest | None:
+        """The digest of the regular file at ``path`` (absolute, normalized) if the cache
+        holds it for the stat ``st`` just taken; None otherwise. Reads no file bytes.
+
+        The fast path of a re-verification: one indexed lookup (or none, given the
+        ``rows`` that :meth:`DigestCache.lookup_many` read ahead), no directory walk.
+        """
+        if self.cache is None or not stat.S_ISREG(st.st_mode):
+            return None
+        if rows is None:
+            digest = self.cache.lookup(path, st)
+        else:
+            row = rows.get(path)
+            digest = None if row is None else row.digest_for(st)
+        return None if digest is None else Digest(path, digest, st.st_size, 1, True)
+
     def verify(self, path: str | os.PathLike[str], expected: str) -> Digest:
         """The digest of ``path``, checked against ``expected``.
 
@@ -296,21 +458,14 @@ class Digester:
         if len(misses) == 1 or self.workers == 1:
             digests = [work(f) for f in misses]
         else:
+            from concurrent.futures import ThreadPoolExecutor  # only when there is a pool to run
+
             with ThreadPoolExecutor(max_workers=min(self.workers, len(misses))) as pool:
                 digests = list(pool.map(work, misses))
         for f, digest in zip(misses, digests, strict=True):
             f.digest = digest
-            if self.cache is not None and self._cacheable(f, started_ns):
-                self.cache.store(f.path, f.st, digest, started_ns)
-
-    @staticmethod
-    def _cacheable(f: _File, started_ns: int) -> bool:
-        if f.st.st_mtime_ns > started_ns - RACY_WINDOW_NS:
-            return False  # a same-size rewrite within the mtime tick would go unseen
-        try:
-            return _fingerprint(os.stat(f.path)) == _fingerprint(f.st)
-        except FileNotFoundError:
-            return False
+            if self.cache is not None:
+                self.cache.store_hashed(f.path, f.st, digest, started_ns)
 
 
 def _assemble(root: str, files: list[_File], is_dir: bool, missed: set[int]) -> Digest:

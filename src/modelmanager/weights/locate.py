@@ -15,7 +15,15 @@ from pathlib import Path
 from modelmanager.errors import InvalidModelSpec, ModelArtifactMissing, ModelManagerError
 from modelmanager.mapping.spec import ResolvedModelSpec
 
-__all__ = ["about", "annotate", "artifact_field", "inside_root", "real_path"]
+__all__ = [
+    "about",
+    "annotate",
+    "artifact_field",
+    "inside_root",
+    "is_inside",
+    "real_path",
+    "real_path_and_stat",
+]
 
 
 def real_path(path: str | os.PathLike[str]) -> str:
@@ -36,6 +44,30 @@ def real_path(path: str | os.PathLike[str]) -> str:
         os.close(fd)
 
 
+def real_path_and_stat(path: str) -> tuple[str, os.stat_result] | None:
+    """``(real_path(path), os.stat(path))`` of one existing path, resolved once (Linux).
+
+    One ``O_PATH`` open serves both: the stat is of the very file the real path
+    names. None where that is not possible (no ``O_PATH`` or /proc, a missing
+    path): the caller then takes the portable way, which also reports the error.
+    """
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except (AttributeError, OSError):
+        return None
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def is_inside(real: str, real_root: str) -> bool:
+    """Whether the real path ``real`` is ``real_root`` or lies under it."""
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
 def inside_root(path: Path, real_root: str, *, relpath: str, field: str) -> Path:
     """``path``, refused if its real location (after symlinks) leaves ``real_root``.
 
@@ -43,7 +75,7 @@ def inside_root(path: Path, real_root: str, *, relpath: str, field: str) -> Path
         InvalidModelSpec: naming ``field`` and where the path really leads.
     """
     real = real_path(path)
-    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+    if not is_inside(real, real_root):
         raise InvalidModelSpec(
             f"{relpath} resolves to {real}, outside models_root {real_root}",
             path=str(path),
