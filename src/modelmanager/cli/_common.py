@@ -55,6 +55,9 @@ def command_group(help: str, name: str | None = None) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        # Plain help: typer's rich help formatter imports ~80 ms of rich for one screen
+        # of text (`modelmanager --help` must stay near `import typer`, make bench).
+        rich_markup_mode=None,
     )
 
 

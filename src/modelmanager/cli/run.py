@@ -1,7 +1,7 @@
 """``modelmanager run``: the main job — run the known components of a profile over a sample.
 
     modelmanager run PROFILE SAMPLE_DIR [--models-root DIR] [--runtime inprocess|triton]
-                                        [--run-id ID] [--json]
+                                        [--verify-artifacts stat|full] [--run-id ID] [--json]
 
 Components run are those of :data:`modelmanager.components.REGISTRY` that the
 profile maps; the run index and artifacts are the embedded defaults (or
@@ -11,6 +11,12 @@ cache. ``--runtime triton`` serves the profile's ONNX models from a local
 Triton server started for the run (:mod:`modelmanager.triton.local`); those
 components get their own signatures and cache keys. Exit 0 when every
 component succeeded, 1 otherwise.
+
+A fully cached run opens no model and re-hashes no artifact whose stat is
+unchanged (``--verify-artifacts full`` re-hashes them), so this module imports
+only what such a run needs: the model runtimes (onnxruntime, tritonclient), the
+Triton server tooling and the components' own libraries load when a component is
+computed or ``--runtime triton`` is asked for.
 """
 
 from __future__ import annotations
@@ -19,31 +25,30 @@ import uuid
 from contextlib import ExitStack, nullcontext
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from modelmanager import __version__
 from modelmanager.cli._common import JsonOption, ModelsRootOption, reported, stderr, stdout
-from modelmanager.components import REGISTRY
-from modelmanager.config import Settings, require_models_root
-from modelmanager.index import RunStore
-from modelmanager.manager import ModelManager
-from modelmanager.mapping.sources import resolve_mapping
-from modelmanager.run.contract import Component
-from modelmanager.run.runner import Runner, RunResult
-from modelmanager.store.manifest import ComponentEntry
-from modelmanager.tools.media import load_sample
-from modelmanager.triton.local import local_triton
 
-__all__ = ["run", "run_table"]
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from modelmanager.run.contract import Component
+    from modelmanager.run.runner import Runner, RunResult
+    from modelmanager.store.manifest import ComponentEntry
+
+__all__ = ["run", "run_context_for", "run_table"]
 
 
 class RuntimeChoice(StrEnum):
     inprocess = "inprocess"
     triton = "triton"
+
+
+class VerifyChoice(StrEnum):
+    stat = "stat"
+    full = "full"
 
 
 def run(
@@ -57,10 +62,27 @@ def run(
             "started from the same profile for this run.",
         ),
     ] = RuntimeChoice.inprocess,
+    verify_artifacts: Annotated[
+        VerifyChoice,
+        typer.Option(
+            help="How a cache hit checks its artifact: 'stat' trusts the per-host digest "
+            "cache while the file's stat (inode, size, mtime, ctime) is the one recorded "
+            "when it was written or last hashed, since any rewrite changes it; 'full' "
+            "re-hashes every cached artifact.",
+        ),
+    ] = VerifyChoice.stat,
     run_id: Annotated[str | None, typer.Option(help="Default: a new random id.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the profile's components over a sample: cached, reproducible, with a manifest."""
+    from modelmanager.components import REGISTRY
+    from modelmanager.config import Settings, require_models_root
+    from modelmanager.index import RunStore
+    from modelmanager.manager import ModelManager
+    from modelmanager.mapping.sources import resolve_mapping
+    from modelmanager.run.runner import Runner
+    from modelmanager.tools.media import load_sample
+
     settings = Settings()
     with reported(as_json), ExitStack() as stack:
         mapping, source = resolve_mapping(profile_path=profile)
@@ -68,17 +90,12 @@ def run(
             REGISTRY[name]() for name in mapping.components if name in REGISTRY
         ]
         media = load_sample(sample)
-        context = {
-            "platform_id": "local",
-            "video_id": media.path.name,
-            "run_id": run_id or f"run-{uuid.uuid4().hex[:12]}",
-            "config_hash": "default",
-            "sampling_policy_version": "1",
-            "dataprocessor_version": __version__,
-        }
+        context = run_context_for(media.path, run_id)
         inputs = {"audio": media.audio, "sample_rate": media.sample_rate, "frames": media.frames}
         root = models_root if models_root is not None else settings.models_root
         if runtime is RuntimeChoice.triton:
+            from modelmanager.triton.local import local_triton  # its server tooling: only here
+
             starting = nullcontext() if as_json else stderr.status("starting a local Triton server")
             with starting:
                 mapping = stack.enter_context(local_triton(mapping, require_models_root(root)))
@@ -86,7 +103,13 @@ def run(
         mm = stack.enter_context(
             ModelManager(context, mapping, models_root=root, settings=settings)
         )
-        runner = Runner(mm, store, settings.resolved_artifact_root, mapping_source=str(source))
+        runner = Runner(
+            mm,
+            store,
+            settings.resolved_artifact_root,
+            mapping_source=str(source),
+            verify_artifacts="full" if verify_artifacts is VerifyChoice.full else "stat",
+        )
         result = _run_with_progress(runner, components, inputs, quiet=as_json)
     if as_json:
         stdout.print_json(data=result.manifest.model_dump(mode="json"))
@@ -96,11 +119,31 @@ def run(
         raise typer.Exit(1)
 
 
+def run_context_for(sample: Path, run_id: str | None = None) -> dict[str, str]:
+    """The run context ``modelmanager run`` gives a run over the sample directory ``sample``:
+    its cache keys depend on it (a benchmark seeds the cache with the same)."""
+    from modelmanager import __version__
+
+    return {
+        "platform_id": "local",
+        "video_id": sample.name,
+        "run_id": run_id or f"run-{uuid.uuid4().hex[:12]}",
+        "config_hash": "default",
+        "sampling_policy_version": "1",
+        "dataprocessor_version": __version__,
+    }
+
+
 def _run_with_progress(
     runner: Runner, components: list[Component], inputs: dict[str, Any], *, quiet: bool
 ) -> RunResult:
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=True, disable=quiet) as bar:
+    # Nothing of a transient bar shows on a console that is not a terminal: skip its thread.
+    disable = quiet or not stderr.is_terminal
+    with Progress(*columns, console=stderr, transient=True, disable=disable) as bar:
         tasks = {c.name: bar.add_task(c.name, total=1, start=False) for c in components}
 
         def on_component(component: Component, entry: ComponentEntry | None) -> None:
@@ -115,6 +158,8 @@ def _run_with_progress(
 
 def run_table(result: RunResult, title: str | None = None) -> Table:
     """One row per component of a run: status, cache hit, time, device, batch, signature, error."""
+    from rich.table import Table
+
     run = result.manifest.run
     table = Table(title=title or f"run {run.run_id}  {run.status}", title_justify="left")
     for column in (
