@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from modelmanager.errors import ModelManagerError, hint_for
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from modelmanager.config import Settings
     from modelmanager.index import RunStore
 
@@ -24,16 +25,39 @@ __all__ = [
     "SourceArgument",
     "command_group",
     "open_run_store",
+    "plain_table",
     "reported",
     "stderr",
     "stdout",
 ]
 
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
-for _console in (stdout, stderr):
-    if not _console.is_terminal:  # piped output: no wrapping at 80 columns
-        _console.width = 200
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use: rich costs ~30 ms to import, and ``--help``
+    or a command that fails early prints nothing through it."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """The console itself (what rich's ``Progress(console=...)`` takes)."""
+        if self._console is None:
+            from rich.console import Console
+
+            console = Console(stderr=self._stderr, highlight=False)
+            if not console.is_terminal:  # piped output: no wrapping at 80 columns
+                console.width = 200
+            self._console = console
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
+
+
+stdout = _LazyConsole(stderr=False)
+stderr = _LazyConsole(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 SourceArgument = Annotated[
@@ -70,6 +94,8 @@ def reported(as_json: bool) -> Iterator[None]:
         if as_json:
             stdout.print_json(data=exc.to_dict())
         else:
+            from rich.markup import escape
+
             stderr.print(f"[bold red]error[/] {escape(str(exc))}")
             hint = hint_for(exc)
             if hint:
@@ -83,3 +109,13 @@ def open_run_store(settings: Settings | None = None) -> RunStore:
     from modelmanager.index import RunStore
 
     return RunStore.open((settings or Settings()).resolved_database_url)
+
+
+def plain_table(*columns: str, wrap: Collection[str] = ()) -> Table:
+    """The commands' plain table: bold headers, no box; columns not in ``wrap`` never wrap."""
+    from rich.table import Table
+
+    result = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        result.add_column(column, no_wrap=column not in wrap)
+    return result

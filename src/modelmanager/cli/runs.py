@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from modelmanager.cli._common import (
     ComponentOption,
     JsonOption,
     command_group,
     open_run_store,
+    plain_table,
     reported,
     stdout,
 )
@@ -51,9 +51,9 @@ def list_runs(
     if as_json:
         stdout.print_json(data=[_run_dict(r) for r in runs])
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("run_id", "platform_id", "video_id", "status", "started_at", "mapping_source"):
-        table.add_column(column, no_wrap=True)
+    table = plain_table(
+        "run_id", "platform_id", "video_id", "status", "started_at", "mapping_source"
+    )
     for r in runs:
         table.add_row(
             r.run_id, r.platform_id, r.video_id, r.status, _time(r.started_at), r.mapping_source
@@ -80,9 +80,9 @@ def show(
         f"config {run.config_hash}  manifest {run.manifest_path or '-'}",
         markup=False,
     )
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("component", "status", "cache", "ms", "device", "batch", "signature", "error"):
-        table.add_column(column, no_wrap=True)
+    table = plain_table(
+        "component", "status", "cache", "ms", "device", "batch", "signature", "error"
+    )
     for row in rows:
         table.add_row(
             row.component,
