@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select
 
 from modelmanager.index import RunStore
-from modelmanager.index.models import Base
+from modelmanager.index.models import metadata
 from modelmanager.index.retention_queries import video_history_statements
 from modelmanager.retention import collect_garbage, delete_video, find_orphans
 from modelmanager.store.layout import artifact_relpath, manifest_relpath
@@ -53,8 +53,8 @@ COMPONENTS = ("visual", "audio", "text_ocr", "speech", "scene")
 SAMPLE_VIDEOS = 200
 DELETED_VIDEOS = 20
 _INSERT_CHUNK = 100_000
-_RUNS = Base.metadata.tables["runs"]
-_ROWS = Base.metadata.tables["component_runs"]
+_RUNS = metadata.tables["runs"]
+_ROWS = metadata.tables["component_runs"]
 _INDEXED = ("USING INDEX", "USING COVERING INDEX", "USING INTEGER PRIMARY KEY", "PRIMARY KEY")
 
 

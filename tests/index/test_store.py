@@ -32,7 +32,7 @@ from modelmanager.cli.profiles import profiles_app
 from modelmanager.errors import DatabaseError, InvalidModelSpec
 from modelmanager.index import RunStore
 from modelmanager.index.migrations import HEAD, SCRIPT_LOCATION
-from modelmanager.index.models import Base
+from modelmanager.index.models import metadata
 from modelmanager.mapping.sources import ProfileStore, load_document, resolve_mapping
 from tests.db_fixtures import component_row, run_context
 
@@ -102,7 +102,7 @@ def test_migrations_create_every_table_index_and_constraint(store: RunStore) -> 
 def test_migrated_schema_matches_the_models(store: RunStore) -> None:
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert compare_metadata(context, Base.metadata) == []
+        assert compare_metadata(context, metadata) == []
 
 
 def test_open_again_is_a_no_op_and_migrate_false_touches_nothing(

@@ -21,7 +21,7 @@ from sqlalchemy import inspect, select, text
 
 from modelmanager.errors import ArtifactRootMissing, DeletionBlocked, InvalidRunContext
 from modelmanager.index import RunStore
-from modelmanager.index.models import Base
+from modelmanager.index.models import metadata
 from modelmanager.retention import (
     RetentionPolicy,
     collect_garbage,
@@ -438,5 +438,5 @@ def test_upgrade_from_0001_keeps_the_rows_and_allows_collecting(store_url: str) 
         with store.engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
             assert version == "0002"
-            audit = Base.metadata.tables["deletion_audit"]
+            audit = metadata.tables["deletion_audit"]
             assert conn.execute(select(audit)).all() == []

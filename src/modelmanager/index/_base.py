@@ -8,10 +8,11 @@ build on it, and :class:`~modelmanager.index.store.RunStore` composes them.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -24,20 +25,11 @@ from sqlalchemy import (
     literal,
     type_coerce,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from modelmanager.errors import DatabaseError
 from modelmanager.index._engine import IMMEDIATE, is_transient
-from modelmanager.index.models import (
-    Base,
-    ComponentRunTable,
-    DeletionAuditTable,
-    LeaseTable,
-    ProfileTable,
-    RunTable,
-    UtcDateTime,
-)
+from modelmanager.index.models import AUDIT, COMPONENTS, LEASES, PROFILES, RUNS, UtcDateTime
 from modelmanager.index.records import ComponentRunRow, RunRow
 
 __all__ = [
@@ -53,11 +45,6 @@ __all__ = [
     "translated",
 ]
 
-RUNS: Final = Base.metadata.tables[RunTable.__tablename__]
-COMPONENTS: Final = Base.metadata.tables[ComponentRunTable.__tablename__]
-LEASES: Final = Base.metadata.tables[LeaseTable.__tablename__]
-PROFILES: Final = Base.metadata.tables[ProfileTable.__tablename__]
-AUDIT: Final = Base.metadata.tables[DeletionAuditTable.__tablename__]
 # Values per IN (...) list: well under SQLite's 32766 bound parameters.
 _IN_CHUNK = 500
 
@@ -129,13 +116,15 @@ class StoreBase:
         update_columns: Sequence[str],
         where: ColumnElement[bool] | None = None,
     ) -> Insert:
-        dialect_insert = postgresql.insert if self._backend == "postgresql" else sqlite.insert
-        stmt = dialect_insert(table).values(**values)
-        return stmt.on_conflict_do_update(
+        # The backend's own dialect, imported on first use (the other one costs ~20 ms).
+        dialect = importlib.import_module(f"sqlalchemy.dialects.{self._backend}")
+        stmt = dialect.insert(table).values(**values)
+        upsert: Insert = stmt.on_conflict_do_update(
             index_elements=[key],
             set_={name: stmt.excluded[name] for name in update_columns},
             where=where,
         )
+        return upsert
 
     def _clock(self, ttl_s: float = 0.0) -> tuple[ColumnElement[datetime], ColumnElement[datetime]]:
         """``(now, now + ttl_s)`` by the lease clock: PostgreSQL's server, or SQLite's host."""

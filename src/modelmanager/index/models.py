@@ -1,4 +1,4 @@
-"""The run index's tables (SQLAlchemy 2 typed declarative), one Alembic revision each change.
+"""The run index's tables (SQLAlchemy Core: no ORM to import), one Alembic revision each change.
 
 The database is an index over manifests and artifacts (the files are the truth,
 D5), plus the profiles (R-MAP-2), the observability rows (R-OBS-1) and the
@@ -58,6 +58,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Dialect,
     Float,
@@ -66,22 +67,22 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AUDIT",
+    "COMPONENTS",
     "COMPONENT_STATUSES",
+    "LEASES",
+    "PROFILES",
+    "RUNS",
     "RUN_STATUSES",
-    "Base",
-    "ComponentRunTable",
-    "DeletionAuditTable",
-    "LeaseTable",
-    "ProfileTable",
-    "RunTable",
     "UtcDateTime",
+    "metadata",
 ]
 
 # "collecting": garbage collection decided to remove the run and is deleting its files.
@@ -131,113 +132,106 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-class Base(DeclarativeBase):
-    """Declarative base of the run index."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+"""The run index's schema; Alembic's migrations are compared with it (tests)."""
 
 
-class ProfileTable(Base):
-    """A profile: the production source of a run's mapping (R-MAP-2)."""
-
-    __tablename__ = "profiles"
-
-    name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    document: Mapped[str] = mapped_column(Text)
-    format_version: Mapped[int] = mapped_column(Integer)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-class RunTable(Base):
-    """One run of the DataProcessor over one video."""
-
-    __tablename__ = "runs"
-    __table_args__ = (
-        CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
-        Index("ix_runs_video", "platform_id", "video_id"),
-        Index("ix_runs_status_started", "status", "started_at"),
-    )
-
-    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    platform_id: Mapped[str] = mapped_column(String(255))
-    video_id: Mapped[str] = mapped_column(String(255))
-    config_hash: Mapped[str] = mapped_column(String(255))
-    sampling_policy_version: Mapped[str] = mapped_column(String(255))
-    dataprocessor_version: Mapped[str] = mapped_column(String(255))
-    user_id: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))
-    mapping_source: Mapped[str] = mapped_column(Text)
-    manifest_path: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-
-class ComponentRunTable(Base):
-    """One component of one run: its cache key, artifact and metrics (R-SIG-4, R-OBS-1)."""
-
-    __tablename__ = "component_runs"
-    __table_args__ = (
-        CheckConstraint(_one_of("status", COMPONENT_STATUSES), name="status"),
-        CheckConstraint("oom_retries >= 0", name="oom_retries"),
-        UniqueConstraint("run_id", "component", name="uq_component_runs_run_component"),
-        Index("ix_component_runs_lookup", "cache_key", "status", "finished_at"),
-        Index("ix_component_runs_video", "platform_id", "video_id"),
-        Index("ix_component_runs_signature", "model_signature"),
-        Index("ix_component_runs_artifact", "artifact_path"),
-    )
-
+def _id() -> Column[int]:
     # BIGINT on PostgreSQL; INTEGER on SQLite, where only that aliases the rowid.
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    return Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    run_id: Mapped[str] = mapped_column(String(255), ForeignKey("runs.run_id"))
-    platform_id: Mapped[str] = mapped_column(String(255))
-    video_id: Mapped[str] = mapped_column(String(255))
-    component: Mapped[str] = mapped_column(String(255))
-    cache_key: Mapped[str] = mapped_column(String(255))
-    model_signature: Mapped[str] = mapped_column(String(255))
-    producer_version: Mapped[str] = mapped_column(String(255))
-    schema_version: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))
-    cache_hit: Mapped[bool] = mapped_column(Boolean)
-    error_code: Mapped[str | None] = mapped_column(String(255))
-    latency_ms: Mapped[float | None] = mapped_column(Float)
-    device: Mapped[str | None] = mapped_column(String(255))
-    batch_size: Mapped[int | None] = mapped_column(Integer)
-    oom_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    artifact_path: Mapped[str | None] = mapped_column(Text)
-    artifact_size: Mapped[int | None] = mapped_column(BigInteger)
-    artifact_sha256: Mapped[str | None] = mapped_column(String(255))
-    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    finished_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-class LeaseTable(Base):
-    """A worker's claim on a cache key being computed (D4); expiry by the database's clock."""
-
-    __tablename__ = "leases"
-
-    cache_key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(255))
-    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+def _required(name: str, type_: Any) -> Column[Any]:
+    return Column(name, type_, nullable=False)
 
 
-class DeletionAuditTable(Base):
-    """One delete-video request: who, when, how much; never the ids nor any content (R-GC-4).
+def _optional(name: str, type_: Any) -> Column[Any]:
+    return Column(name, type_, nullable=True)
 
-    ``subject_sha256`` is ``sha256:<hex>`` of ``"<platform_id>/<video_id>"``
-    (unsalted): whoever knows a video's ids can confirm that it was deleted,
-    while the table itself names no video.
-    """
 
-    __tablename__ = "deletion_audit"
+PROFILES = Table(
+    "profiles",  # a profile: the production source of a run's mapping (R-MAP-2)
+    metadata,
+    Column("name", String(255), primary_key=True),
+    _required("document", Text),
+    _required("format_version", Integer),
+    _required("updated_at", UtcDateTime),
+)
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
-    subject_sha256: Mapped[str] = mapped_column(String(255), index=True)
-    actor: Mapped[str] = mapped_column(String(255))
-    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    finished_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    counts: Mapped[str] = mapped_column(Text)
+RUNS = Table(
+    "runs",  # one run of the DataProcessor over one video
+    metadata,
+    Column("run_id", String(255), primary_key=True),
+    _required("platform_id", String(255)),
+    _required("video_id", String(255)),
+    _required("config_hash", String(255)),
+    _required("sampling_policy_version", String(255)),
+    _required("dataprocessor_version", String(255)),
+    _optional("user_id", String(255)),
+    _required("status", String(16)),
+    _required("mapping_source", Text),
+    _optional("manifest_path", Text),
+    _required("started_at", UtcDateTime),
+    _optional("finished_at", UtcDateTime),
+    CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
+    Index("ix_runs_video", "platform_id", "video_id"),
+    Index("ix_runs_status_started", "status", "started_at"),
+)
+
+COMPONENTS = Table(
+    "component_runs",  # one component of one run: its cache key, artifact and metrics
+    metadata,
+    _id(),
+    Column("run_id", String(255), ForeignKey("runs.run_id"), nullable=False),
+    _required("platform_id", String(255)),
+    _required("video_id", String(255)),
+    _required("component", String(255)),
+    _required("cache_key", String(255)),
+    _required("model_signature", String(255)),
+    _required("producer_version", String(255)),
+    _required("schema_version", String(255)),
+    _required("status", String(16)),
+    _required("cache_hit", Boolean),
+    _optional("error_code", String(255)),
+    _optional("latency_ms", Float),
+    _optional("device", String(255)),
+    _optional("batch_size", Integer),
+    Column("oom_retries", Integer, nullable=False, default=0, server_default="0"),
+    _optional("artifact_path", Text),
+    _optional("artifact_size", BigInteger),
+    _optional("artifact_sha256", String(255)),
+    _required("started_at", UtcDateTime),
+    _required("finished_at", UtcDateTime),
+    CheckConstraint(_one_of("status", COMPONENT_STATUSES), name="status"),
+    CheckConstraint("oom_retries >= 0", name="oom_retries"),
+    UniqueConstraint("run_id", "component", name="uq_component_runs_run_component"),
+    Index("ix_component_runs_lookup", "cache_key", "status", "finished_at"),
+    Index("ix_component_runs_video", "platform_id", "video_id"),
+    Index("ix_component_runs_signature", "model_signature"),
+    Index("ix_component_runs_artifact", "artifact_path"),
+)
+
+LEASES = Table(
+    "leases",  # a worker's claim on a cache key being computed (D4); expiry by the db clock
+    metadata,
+    Column("cache_key", String(255), primary_key=True),
+    _required("owner", String(255)),
+    _required("acquired_at", UtcDateTime),
+    _required("expires_at", UtcDateTime),
+)
+
+# One delete-video request: who, when, how much; never the ids nor any content (R-GC-4).
+# subject_sha256 is sha256:<hex> of "<platform_id>/<video_id>" (unsalted): whoever knows a
+# video's ids can confirm that it was deleted, while the table itself names no video.
+AUDIT = Table(
+    "deletion_audit",
+    metadata,
+    _id(),
+    Column("subject_sha256", String(255), nullable=False, index=True),
+    _required("actor", String(255)),
+    _required("requested_at", UtcDateTime),
+    _required("finished_at", UtcDateTime),
+    _required("counts", Text),
+)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from modelmanager.index.models import Base
+from modelmanager.index.models import metadata
 
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _url() -> str:
