@@ -108,9 +108,14 @@ def load_document(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# libyaml's parser where PyYAML has it (several times faster); the nodes, the duplicate-key
+# check and the construction below are the same either way.
+_COMPOSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse_yaml(text: str, path: Path) -> Any:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_COMPOSER)
         if node is None:
             return None
         _refuse_duplicate_yaml_keys(node, (), path)
