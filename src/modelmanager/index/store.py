@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from sqlalchemy import Engine, exc, insert, make_url, select, update
+from sqlalchemy import Engine, bindparam, exc, insert, make_url, select, update
 
 from modelmanager import offline
 from modelmanager.errors import DatabaseError, ModelManagerError
@@ -59,6 +59,31 @@ logger = logging.getLogger(__name__)
 
 # One statement object, rows as parameters: SQLAlchemy compiles it once (~3x cheaper).
 _INSERT_COMPONENT = insert(COMPONENTS)
+
+
+_C = COMPONENTS.c
+# Built once: the cache lookup runs once per component of every run (hot path).
+_LOOKUP = (
+    select(
+        _C.cache_key,
+        _C.run_id,
+        _C.component,
+        _C.artifact_path,
+        _C.artifact_size,
+        _C.artifact_sha256,
+        _C.schema_version,
+        _C.finished_at,
+    )
+    .where(
+        _C.cache_key == bindparam("cache_key"),
+        _C.status == "ok",
+        _C.artifact_path.is_not(None),
+        _C.artifact_size.is_not(None),
+        _C.artifact_sha256.is_not(None),
+    )
+    .order_by(_C.finished_at.desc())
+    .limit(1)
+)
 
 
 class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
@@ -296,30 +321,8 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
         The caller still verifies size, sha256 and schema before trusting the file
         (D5), and calls :meth:`forget` when it turns out invalid.
         """
-        c = COMPONENTS.c
-        stmt = (
-            select(
-                c.cache_key,
-                c.run_id,
-                c.component,
-                c.artifact_path,
-                c.artifact_size,
-                c.artifact_sha256,
-                c.schema_version,
-                c.finished_at,
-            )
-            .where(
-                c.cache_key == cache_key,
-                c.status == "ok",
-                c.artifact_path.is_not(None),
-                c.artifact_size.is_not(None),
-                c.artifact_sha256.is_not(None),
-            )
-            .order_by(c.finished_at.desc())
-            .limit(1)
-        )
         with self._read("cache lookup", cache_key=cache_key) as conn:
-            row = conn.execute(stmt).one_or_none()
+            row = conn.execute(_LOOKUP, {"cache_key": cache_key}).one_or_none()
         return None if row is None else CachedArtifact(**row._asdict())
 
     def forget(self, cache_key: str, artifact_path: str) -> int:
