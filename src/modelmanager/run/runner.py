@@ -146,14 +146,8 @@ class Runner:
         )
         manifest = Manifest(
             manifest_version=1,
-            run=RunSection(
-                run_id=ctx.run_id,
-                platform_id=ctx.platform_id,
-                video_id=ctx.video_id,
-                config_hash=ctx.config_hash,
-                sampling_policy_version=ctx.sampling_policy_version,
-                dataprocessor_version=ctx.dataprocessor_version,
-                user_id=ctx.user_id,
+            run=RunSection.from_context(
+                ctx,
                 mapping_source=self.mapping_source,
                 resolved_model_mapping=self.manager.mapping,
                 status=status,

@@ -14,8 +14,7 @@ import pytest
 import modelmanager.weights.digest as digest_mod
 from modelmanager import InvalidModelSpec, ModelArtifactMissing, WeightsDigestMismatch
 from modelmanager.weights.digest import DigestCache, Digester, hash_file
-
-from .conftest import age
+from tests.conftest import age
 
 
 def _sha(data: bytes) -> str:

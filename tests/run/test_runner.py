@@ -19,8 +19,7 @@ from modelmanager.runtimes import default_runtime
 from modelmanager.store.artifacts import read_artifact
 from modelmanager.store.manifest import read_manifest
 from modelmanager.weights.digest import HashTotals, hashing_totals
-
-from .runner_components import (
+from tests.runner_components import (
     Broken,
     FrameFeatures,
     SceneStats,

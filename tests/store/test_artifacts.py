@@ -1,10 +1,10 @@
 """R-ART-1, D5: NPZ artifacts written atomically, read only after their record checks out.
 
-Golden file: ``tests/golden/artifact_meta.json`` holds the exact ``__meta__``
+Golden file: ``tests/store/golden/artifact_meta.json`` holds the exact ``__meta__``
 bytes of a fixed :class:`ArtifactMeta`. When a change of the meta is
 deliberate, regenerate it with
 
-    UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_artifacts.py -k golden
+    UPDATE_GOLDEN=1 .venv/bin/pytest tests/store/test_artifacts.py -k golden
 
 and read the diff: a changed line is a change of the NPZ contract.
 """

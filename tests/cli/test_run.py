@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 
 from modelmanager.cli import app
 from modelmanager.tools.prepare import write_profile
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 runner = CliRunner()
 
