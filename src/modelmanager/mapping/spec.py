@@ -26,8 +26,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from modelmanager.errors import InvalidModelSpec
 from modelmanager.mapping.canonical import check_sha256_tagged
+from modelmanager.mapping.problems import invalid_spec_from
 
 __all__ = [
     "Artifacts",
@@ -463,57 +463,3 @@ def parse_mapping(data: Any, *, source: str = "mapping") -> ResolvedMapping:
         return ResolvedMapping.model_validate(data)
     except ValidationError as exc:
         raise invalid_spec_from(exc, source) from None
-
-
-def invalid_spec_from(exc: ValidationError, source: str) -> InvalidModelSpec:
-    """Turn pydantic's errors into one InvalidModelSpec naming component/role/field."""
-    problems = [_problem(err) for err in exc.errors(include_url=False)]
-    first = problems[0]
-    lines = [_describe(p) for p in problems]
-    message = f"{source}: " + (lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines))
-    return InvalidModelSpec(
-        message,
-        source=source,
-        component=first["component"],
-        role=first["role"],
-        field=first["field"],
-        problems=problems,
-    )
-
-
-def _problem(err: Any) -> dict[str, Any]:
-    ctx = err.get("ctx") or {}
-    loc = tuple(ctx.get("loc") or err["loc"])
-    component = role = None
-    rest: tuple[Any, ...] = loc
-    if len(loc) > 1 and loc[0] == "components":
-        component = str(loc[1]) if len(loc) > 1 else None
-        role = str(loc[2]) if len(loc) > 2 and loc[2] != "[key]" else None
-        rest = loc[3:] if role is not None else loc[2:]
-        # pydantic names the tagged member in unions/literals; drop its internals.
-        rest = tuple(p for p in rest if p != "[key]")
-    parts = [str(p) for p in rest]
-    if ctx.get("field"):
-        parts.append(str(ctx["field"]))
-    reason = ctx.get("reason") or str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "missing":
-        reason = "is required"
-    elif err["type"] == "extra_forbidden":
-        reason = "is not a known field"
-    return {
-        "component": component,
-        "role": role,
-        "field": ".".join(parts) or None,
-        "reason": reason,
-    }
-
-
-def _describe(problem: dict[str, Any]) -> str:
-    where = []
-    if problem["component"] is not None:
-        where.append(f"component {problem['component']!r}")
-    if problem["role"] is not None:
-        where.append(f"role {problem['role']!r}")
-    if problem["field"] is not None:
-        where.append(f"field {problem['field']!r}")
-    return f"{', '.join(where) or 'mapping'}: {problem['reason']}"

@@ -59,6 +59,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, fie
 
 from modelmanager.errors import ConfigurationInvalid, ModelArtifactMissing
 from modelmanager.mapping.canonical import sha256_tagged
+from modelmanager.mapping.problems import reason_of
 from modelmanager.mapping.sources import load_document
 from modelmanager.mapping.spec import Name, PinnedVersion, Precision, pinned_version, relative_path
 from modelmanager.store.atomic import atomic_write, write_bytes
@@ -169,9 +170,7 @@ def load_model_sources(spec_path: Path) -> list[ModelSource]:
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in first["loc"]) or None
-            reason = {"missing": "is required", "extra_forbidden": "is not a known field"}.get(
-                first["type"], first["msg"].removeprefix("Value error, ")
-            )
+            reason = reason_of(first)
             raise ConfigurationInvalid(
                 f"{spec_path}: models[{i}]{'.' + field if field else ''}: {reason}",
                 path=str(spec_path),
