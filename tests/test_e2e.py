@@ -22,7 +22,7 @@ from modelmanager.components import REGISTRY
 from modelmanager.index import RunStore
 from modelmanager.mapping.spec import ResolvedMapping, parse_mapping
 from modelmanager.run.runner import Runner, RunResult
-from modelmanager.store.artifacts import read_artifact
+from modelmanager.store.check import read_artifact
 from modelmanager.tools.media import Sample, load_sample
 from modelmanager.tools.prepare import PreparedModel, profile_document
 from modelmanager.triton.local import local_triton

@@ -20,7 +20,7 @@ from modelmanager.components import AudioVAD
 from modelmanager.components.audio_vad import speech_segments
 from modelmanager.index import RunStore
 from modelmanager.run.runner import Runner
-from modelmanager.store.artifacts import read_artifact
+from modelmanager.store.check import read_artifact
 from modelmanager.tools.media import Sample, load_sample
 from modelmanager.tools.prepare import PreparedModel, profile_document
 from tests.conftest import EXAMPLES

@@ -21,7 +21,7 @@ from modelmanager.components.imaging import resize_bilinear
 from modelmanager.index import RunStore
 from modelmanager.run.contract import ComponentRequest
 from modelmanager.run.runner import Runner
-from modelmanager.store.artifacts import read_artifact
+from modelmanager.store.check import read_artifact
 from modelmanager.tools.media import Sample, load_sample
 from modelmanager.tools.prepare import PreparedModel, profile_document
 from tests.conftest import EXAMPLES, with_modified_model

@@ -20,7 +20,7 @@ from modelmanager.components import TextOCR
 from modelmanager.components.text_ocr import ctc_decode, detect_boxes
 from modelmanager.index import RunStore
 from modelmanager.run.runner import Runner
-from modelmanager.store.artifacts import read_artifact
+from modelmanager.store.check import read_artifact
 from modelmanager.tools.media import Sample, load_sample
 from modelmanager.tools.prepare import PreparedModel, profile_document
 from tests.conftest import EXAMPLES, with_modified_model

@@ -16,7 +16,7 @@ from modelmanager.index import RunStore
 from modelmanager.mapping.signature import model_signature, models_used
 from modelmanager.mapping.spec import ResolvedModelSpec
 from modelmanager.runtimes import default_runtime
-from modelmanager.store.artifacts import read_artifact
+from modelmanager.store.check import read_artifact
 from modelmanager.store.manifest import read_manifest
 from modelmanager.weights.digest import HashTotals, hashing_totals
 from tests.runner_components import (

@@ -37,15 +37,13 @@ from modelmanager.mapping.spec import ModelUsed
 from modelmanager.store.artifacts import (
     ARTIFACT_FORMAT,
     META_KEY,
-    ArtifactCheck,
     ArtifactMeta,
     ArtifactRecord,
     artifact_digest_key,
-    check_artifact,
-    read_artifact,
     write_artifact,
 )
 from modelmanager.store.atomic import atomic_write, is_temp_name
+from modelmanager.store.check import ArtifactCheck, check_artifact, read_artifact
 from modelmanager.store.fields import utc_timestamp
 from modelmanager.store.layout import artifact_relpath, manifest_relpath
 from modelmanager.weights.digest import DigestCache, Digester, HashTotals, hashing_totals

@@ -48,13 +48,8 @@ from modelmanager.mapping.signature import CacheKey
 from modelmanager.mapping.spec import RunContext
 from modelmanager.run.contract import Component, ComponentRequest
 from modelmanager.run.leases import LeaseHeartbeat
-from modelmanager.store.artifacts import (
-    ArtifactMeta,
-    ArtifactRecord,
-    ArtifactVerify,
-    check_artifact,
-    write_artifact,
-)
+from modelmanager.store.artifacts import ArtifactMeta, ArtifactRecord, write_artifact
+from modelmanager.store.check import ArtifactVerify, check_artifact
 from modelmanager.store.fields import utc_timestamp
 from modelmanager.store.layout import artifact_relpath, manifest_relpath
 from modelmanager.store.manifest import ComponentEntry, Manifest, RunSection, write_manifest
