@@ -118,3 +118,17 @@ def test_import_pulls_in_no_heavy_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert json.loads(out) == []
+
+
+def test_the_command_imports_nothing_heavy_to_start() -> None:
+    """`modelmanager --help` stays near `import typer` (make bench): the commands import
+    the index, runtimes, numpy, pydantic and rich inside their bodies."""
+    heavy = (*HEAVY, "numpy", "pydantic", "rich.console", "yaml")
+    code = (
+        "import json, sys, modelmanager.cli.app;"
+        f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out) == []
