@@ -35,6 +35,7 @@ STABLE_CODES = {
     "artifact_root_missing",
     "deletion_blocked",
     "canonical_json_invalid",
+    "storage_unavailable",
 }
 BAD_INPUT = {
     "invalid_model_spec",

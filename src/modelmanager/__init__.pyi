@@ -66,6 +66,7 @@ from .errors import (
 )
 from .errors import (
     RunNotFound as RunNotFound,
+    StorageUnavailable as StorageUnavailable,
 )
 from .errors import (
     TorchMissing as TorchMissing,

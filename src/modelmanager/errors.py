@@ -30,6 +30,7 @@ actual digest, ...) travel in ``error.fields``.
     ├── ArtifactInvalid             artifact_invalid
     ├── LeaseWaitTimeout            lease_wait_timeout        (transient)
     ├── DatabaseError               database_error
+    ├── StorageUnavailable          storage_unavailable       (also OSError: no space, read-only, permission)
     ├── ComponentFailed             component_failed
     ├── NetworkAccessBlocked        network_access_blocked    (never an OSError: not retried)
     ├── LintPathMissing             lint_path_missing         (bad input)
@@ -43,6 +44,8 @@ error) is modelled as an ``OSError`` (D6).
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import Any, ClassVar
 
 __all__ = [
@@ -69,6 +72,7 @@ __all__ = [
     "OnnxRuntimeMissing",
     "ProfileLoadFailed",
     "RunNotFound",
+    "StorageUnavailable",
     "TorchMissing",
     "TritonClientMissing",
     "TritonInferFailed",
@@ -267,6 +271,24 @@ class DatabaseError(ModelManagerError):
     code = "database_error"
 
 
+class StorageUnavailable(ModelManagerError, OSError):
+    """A file could not be written or read for a reason of the disk, not of the data: no space
+    left, a read-only file system, no permission, a path component that is not a directory."""
+
+    code = "storage_unavailable"
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, action: str, path: object) -> StorageUnavailable:
+        """The error for ``exc``, raised while ``action`` (e.g. "writing the artifact") on
+        ``path``: the message names both and the OS's reason; ``errno`` is its symbol."""
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return cls(
+            f"{action} {path}: {reason}",
+            path=str(path),
+            errno=errno.errorcode.get(exc.errno) if exc.errno else None,
+        )
+
+
 class ComponentFailed(ModelManagerError):
     """A component's own code raised something that is not a ModelManagerError."""
 
@@ -328,6 +350,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         ArtifactInvalid,
         LeaseWaitTimeout,
         DatabaseError,
+        StorageUnavailable,
         ComponentFailed,
         NetworkAccessBlocked,
         LintPathMissing,
@@ -359,6 +382,7 @@ _HINTS: dict[str, str] = {
     "triton_infer_failed": "See the server's message; check inputs against the spec.",
     "artifact_invalid": "The artifact will be recomputed; if it keeps failing, check the disk under the artifact root.",
     "lease_wait_timeout": "Another worker is computing the same key; retry later, or raise the wait (MODELMANAGER_LEASE_WAIT_S).",
+    "storage_unavailable": "Free space or fix the permissions of the named path (MODELMANAGER_ARTIFACT_ROOT, MODELMANAGER_DATA_DIR, models_root); nothing half-written was kept.",
     "database_error": "Check MODELMANAGER_DATABASE_URL and that the database is reachable and migrated.",
     "network_access_blocked": "Weights are prepared on local disk beforehand (modelmanager models prepare); load them by local path, never by hub id or URL.",
     "lint_path_missing": "Check the paths; directories are walked for *.py.",
