@@ -36,6 +36,7 @@ STABLE_CODES = {
     "deletion_blocked",
     "canonical_json_invalid",
     "storage_unavailable",
+    "run_interrupted",
 }
 BAD_INPUT = {
     "invalid_model_spec",

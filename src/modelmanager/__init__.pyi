@@ -65,7 +65,12 @@ from .errors import (
     ProfileLoadFailed as ProfileLoadFailed,
 )
 from .errors import (
+    RunInterrupted as RunInterrupted,
+)
+from .errors import (
     RunNotFound as RunNotFound,
+)
+from .errors import (
     StorageUnavailable as StorageUnavailable,
 )
 from .errors import (

@@ -31,6 +31,7 @@ actual digest, ...) travel in ``error.fields``.
     ├── LeaseWaitTimeout            lease_wait_timeout        (transient)
     ├── DatabaseError               database_error
     ├── StorageUnavailable          storage_unavailable       (also OSError: no space, read-only, permission)
+    ├── RunInterrupted              run_interrupted           (SIGINT/SIGTERM; the run is recorded so)
     ├── ComponentFailed             component_failed
     ├── NetworkAccessBlocked        network_access_blocked    (never an OSError: not retried)
     ├── LintPathMissing             lint_path_missing         (bad input)
@@ -71,6 +72,7 @@ __all__ = [
     "NetworkAccessBlocked",
     "OnnxRuntimeMissing",
     "ProfileLoadFailed",
+    "RunInterrupted",
     "RunNotFound",
     "StorageUnavailable",
     "TorchMissing",
@@ -289,6 +291,12 @@ class StorageUnavailable(ModelManagerError, OSError):
         )
 
 
+class RunInterrupted(ModelManagerError):
+    """The run was stopped by SIGINT or SIGTERM; it is recorded ``interrupted`` with its manifest."""
+
+    code = "run_interrupted"
+
+
 class ComponentFailed(ModelManagerError):
     """A component's own code raised something that is not a ModelManagerError."""
 
@@ -351,6 +359,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         LeaseWaitTimeout,
         DatabaseError,
         StorageUnavailable,
+        RunInterrupted,
         ComponentFailed,
         NetworkAccessBlocked,
         LintPathMissing,
@@ -383,6 +392,7 @@ _HINTS: dict[str, str] = {
     "artifact_invalid": "The artifact will be recomputed; if it keeps failing, check the disk under the artifact root.",
     "lease_wait_timeout": "Another worker is computing the same key; retry later, or raise the wait (MODELMANAGER_LEASE_WAIT_S).",
     "storage_unavailable": "Free space or fix the permissions of the named path (MODELMANAGER_ARTIFACT_ROOT, MODELMANAGER_DATA_DIR, models_root); nothing half-written was kept.",
+    "run_interrupted": "Run it again: what finished is cached, the rest is computed; the interrupted run's manifest says how far it got.",
     "database_error": "Check MODELMANAGER_DATABASE_URL and that the database is reachable and migrated.",
     "network_access_blocked": "Weights are prepared on local disk beforehand (modelmanager models prepare); load them by local path, never by hub id or URL.",
     "lint_path_missing": "Check the paths; directories are walked for *.py.",

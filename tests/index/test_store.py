@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import threading
@@ -34,7 +35,7 @@ from modelmanager.index import RunStore
 from modelmanager.index.migrations import HEAD, SCRIPT_LOCATION
 from modelmanager.index.models import metadata
 from modelmanager.mapping.sources import ProfileStore, load_document, resolve_mapping
-from tests.db_fixtures import component_row, run_context
+from tests.db_fixtures import POSTGRES_URL, component_row, postgres_unavailable, run_context
 
 # The run index fixtures (redundant, and harmless, once conftest.py imports them).
 
@@ -96,7 +97,7 @@ def test_migrations_create_every_table_index_and_constraint(store: RunStore) -> 
     assert (fk["constrained_columns"], fk["referred_table"]) == (["run_id"], "runs")
     assert inspector.get_pk_constraint("leases")["constrained_columns"] == ["cache_key"]
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
 
 
 def test_migrated_schema_matches_the_models(store: RunStore) -> None:
@@ -602,3 +603,127 @@ def test_cli_reports_an_unreachable_database(monkeypatch: pytest.MonkeyPatch) ->
     assert result.exit_code == 1
     error = json.loads(result.output)
     assert (error["error_code"], error["transient"]) == ("database_error", True)
+
+
+# -- issue 12 (R-FAIL): unusable database locations and URLs -------------------------------
+
+
+def _unwritable_directory(tmp_path: Path) -> Path:
+    """A directory where no file can be created: mode 0555 for a user, /proc for root
+    (whom permissions do not stop)."""
+    if os.geteuid() != 0:
+        directory = tmp_path / "read-only"
+        directory.mkdir()
+        directory.chmod(0o555)
+        return directory
+    return Path("/proc")
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("parent-is-a-file", "{blocker} is a file, not a directory"),
+        ("ancestor-is-a-file", "{blocker} is a file, not a directory"),
+        ("directory-in-place-of-the-file", "the run index {path} is a directory"),
+        ("unwritable-directory", "{path}"),
+        ("unwritable-directory-needs-a-subdirectory", "cannot create the directory of the run"),
+    ],
+)
+def test_unusable_sqlite_location_is_a_database_error_naming_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, message: str
+) -> None:
+    """Issue 12 (R-FAIL): a file where a directory must be ended in FileExistsError or
+    NotADirectoryError tracebacks; a directory in place of the file, or one that cannot be
+    written, in a vague "migrating ... unable to open database file". Now each is a
+    non-transient DatabaseError with the path, from the library and from the CLI."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    path = {
+        "parent-is-a-file": blocker / "index.sqlite3",
+        "ancestor-is-a-file": blocker / "sub" / "index.sqlite3",
+        "directory-in-place-of-the-file": tmp_path / "index.sqlite3",
+        "unwritable-directory": _unwritable_directory(tmp_path) / "index.sqlite3",
+        "unwritable-directory-needs-a-subdirectory": (
+            _unwritable_directory(tmp_path) / "sub" / "index.sqlite3"
+        ),
+    }[layout]
+    if layout == "directory-in-place-of-the-file":
+        path.mkdir()
+    url = f"sqlite:///{path}"
+
+    with pytest.raises(DatabaseError) as caught:
+        RunStore.open(url)
+    error = caught.value
+    assert (error.code, error.transient, error.exit_code) == ("database_error", False, 1)
+    assert error.fields["path"] == str(path)
+    assert message.format(blocker=blocker, path=path) in error.message
+
+    monkeypatch.setenv("MODELMANAGER_DATABASE_URL", url)
+    result = runner.invoke(profiles_app, ["list", "--json"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    shown = json.loads(result.output)
+    assert (shown["error_code"], shown["path"]) == ("database_error", str(path))
+
+
+@pytest.mark.parametrize(
+    ("part", "value", "reason"),
+    [
+        ("database", "nope_does_not_exist", 'database "nope_does_not_exist" does not exist'),
+        ("username", "nope_no_such_role", 'role "nope_no_such_role" does not exist'),
+    ],
+)
+def test_postgres_refusal_is_not_transient(part: str, value: str, reason: str) -> None:
+    """Issue 12 (R-FAIL): a database (or role) that does not exist was reported transient,
+    so callers retried what cannot pass; now transient=False, with the server's reason."""
+    unavailable = postgres_unavailable()
+    if unavailable is not None:
+        pytest.skip(unavailable)
+    url = make_url(POSTGRES_URL).set(**{part: value}).render_as_string(hide_password=False)
+    started = time.monotonic()
+    with pytest.raises(DatabaseError) as caught:
+        RunStore.open(url)
+    error = caught.value
+    assert error.transient is False
+    assert reason in error.message
+    assert "retrying cannot help" in error.message
+    assert error.fields["url"] == make_url(url).render_as_string(hide_password=True)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("server_says", "transient"),
+    [
+        ('FATAL:  database "x" does not exist', False),
+        ('FATAL:  role "x" does not exist', False),
+        ('FATAL:  password authentication failed for user "x"', False),
+        ('FATAL:  no pg_hba.conf entry for host "10.0.0.1", user "x", database "y"', False),
+        ("Connection refused\n\tIs the server running on that host?", True),
+        ("server closed the connection unexpectedly", True),
+        ("timeout expired", True),
+    ],
+)
+def test_each_permanent_connect_failure_pattern(server_says: str, transient: bool) -> None:
+    """Issue 12: libpq gives connection failures no SQLSTATE, only text; each pattern of the
+    one table of permanent refusals, and transient failures that must stay transient."""
+    psycopg = pytest.importorskip("psycopg")
+    from sqlalchemy import exc
+
+    from modelmanager.index._engine import is_transient
+
+    message = 'connection failed: connection to server at "127.0.0.1", port 5432 failed: '
+    error = exc.OperationalError("SELECT 1", {}, psycopg.OperationalError(message + server_says))
+    assert is_transient(error, "postgresql") is transient
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgres+psycopg"])
+def test_postgres_urls_without_the_driver_use_psycopg(store_url: str, scheme: str) -> None:
+    """Issue 12 (R-FAIL for postgres://): libpq's and many hosts' ``postgres://`` was
+    "unsupported database 'postgres'"; it and ``postgresql://`` get psycopg 3."""
+    url = make_url(store_url).set(drivername=scheme).render_as_string(hide_password=False)
+    with RunStore.open(url) as opened:
+        assert opened.backend == "postgresql"
+        assert opened.engine.url.drivername == "postgresql+psycopg"
+        opened.save_profile("p", load_document(EXAMPLE_PROFILE))
+        assert opened.list_profiles() == ["p"]

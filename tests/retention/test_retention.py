@@ -428,7 +428,21 @@ def test_delete_video_refuses_while_a_run_is_in_progress(history: History) -> No
 def test_upgrade_from_0001_keeps_the_rows_and_allows_collecting(store_url: str) -> None:
     with RunStore.open(store_url, migrate=False) as store:
         store.upgrade("0001")
-        store.start_run(run_context("old"), mapping_source="x")
+        # The run row as revision 0001 has it (start_run writes the columns of the head).
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (run_id, platform_id, video_id, config_hash,"
+                    " sampling_policy_version, dataprocessor_version, status, mapping_source,"
+                    " started_at) VALUES ('old', 'youtube', 'vid-001', 'cfg-abc', '2', '0.9.0',"
+                    " 'running', 'x', :now)"
+                ),
+                {
+                    "now": datetime.now(UTC).replace(tzinfo=None)
+                    if "sqlite" in store_url
+                    else datetime.now(UTC)
+                },
+            )
         store.record_component(component_row("old"))
         store.finish_run("old", status="ok", manifest_path="m")
         store.upgrade()
@@ -437,6 +451,6 @@ def test_upgrade_from_0001_keeps_the_rows_and_allows_collecting(store_url: str) 
         assert store.get_run("old").status == "collecting"  # type: ignore[union-attr]
         with store.engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            assert version == "0002"
+            assert version == "0003"
             audit = metadata.tables["deletion_audit"]
             assert conn.execute(select(audit)).all() == []

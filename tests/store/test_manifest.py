@@ -1,7 +1,7 @@
 """R-ART-2, R-MAP-3, R-FAIL-4, R-SIG-5: manifest.json, its schema and its golden file.
 
 Golden files: ``tests/store/golden/manifest.json`` and the committed schema
-``src/modelmanager/schemas/manifest.schema.json`` are compared byte for byte.
+``src/modelmanager/store/schemas/manifest.schema.json`` are compared byte for byte.
 When a change of the manifest format is deliberate, regenerate both with
 
     UPDATE_GOLDEN=1 .venv/bin/pytest tests/store/test_manifest.py

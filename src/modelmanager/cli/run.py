@@ -77,14 +77,17 @@ def run(
     """Run the profile's components over a sample: cached, reproducible, with a manifest."""
     from modelmanager.components import REGISTRY
     from modelmanager.config import Settings, require_models_root
+    from modelmanager.errors import RunInterrupted
     from modelmanager.index import RunStore
     from modelmanager.manager import ModelManager
     from modelmanager.mapping.sources import resolve_mapping
     from modelmanager.run.runner import Runner
+    from modelmanager.run.signals import sigterm_as_interrupt
     from modelmanager.tools.media import load_sample
 
     settings = Settings()
     with reported(as_json), ExitStack() as stack:
+        stack.enter_context(sigterm_as_interrupt())
         mapping, source = resolve_mapping(profile_path=profile)
         components: list[Component] = [
             REGISTRY[name]() for name in mapping.components if name in REGISTRY
@@ -108,9 +111,18 @@ def run(
             store,
             settings.resolved_artifact_root,
             mapping_source=str(source),
+            lease_ttl_s=settings.lease_ttl_s,
+            lease_wait_s=settings.lease_wait_s,
             verify_artifacts="full" if verify_artifacts is VerifyChoice.full else "stat",
         )
-        result = _run_with_progress(runner, components, inputs, quiet=as_json)
+        try:
+            result = _run_with_progress(runner, components, inputs, quiet=as_json)
+        except KeyboardInterrupt as stop:
+            raise RunInterrupted(
+                f"run {context['run_id']} was stopped ({stop or 'SIGINT'}); it is recorded "
+                "as interrupted, with its manifest",
+                run_id=context["run_id"],
+            ) from None
     if as_json:
         stdout.print_json(data=result.manifest.model_dump(mode="json"))
     else:

@@ -13,7 +13,9 @@ leases on cache keys being computed (D4)::
                                   sampling_policy_version
                                   dataprocessor_version
                                   user_id                 NULL
-                                  status  running|ok|failed|collecting
+                                  status  running|ok|failed|collecting|
+                                          interrupted|abandoned
+                                  worker, heartbeat_at    NULL
                                   mapping_source
                                   manifest_path           NULL
                                   started_at, finished_at NULL
@@ -86,7 +88,8 @@ __all__ = [
 ]
 
 # "collecting": garbage collection decided to remove the run and is deleting its files.
-RUN_STATUSES = ("running", "ok", "failed", "collecting")
+# "interrupted": stopped by SIGINT/SIGTERM and recorded so; "abandoned": its worker died.
+RUN_STATUSES = ("running", "ok", "failed", "collecting", "interrupted", "abandoned")
 # "invalidated": the artifact turned out invalid; the lookup never returns the row again.
 COMPONENT_STATUSES = ("ok", "cached", "failed", "invalidated")
 
@@ -175,6 +178,8 @@ RUNS = Table(
     _optional("manifest_path", Text),
     _required("started_at", UtcDateTime),
     _optional("finished_at", UtcDateTime),
+    _optional("worker", String(255)),  # host:pid:nonce of the process running it
+    _optional("heartbeat_at", UtcDateTime),  # renewed while it runs; stale = worker died
     CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
     Index("ix_runs_video", "platform_id", "video_id"),
     Index("ix_runs_status_started", "status", "started_at"),

@@ -21,7 +21,7 @@ __all__ = [
     "RunRowStatus",
 ]
 
-RunRowStatus = Literal["running", "ok", "failed", "collecting"]
+RunRowStatus = Literal["running", "ok", "failed", "collecting", "interrupted", "abandoned"]
 ComponentRowStatus = Literal["ok", "cached", "failed", "invalidated"]
 
 
@@ -46,6 +46,8 @@ class RunRow:
     manifest_path: str | None
     started_at: datetime
     finished_at: datetime | None
+    worker: str | None = None
+    heartbeat_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -86,6 +86,11 @@ _LOOKUP = (
 )
 
 
+FinalRunStatus = Literal["ok", "failed", "interrupted"]
+FINAL_RUN_STATUSES: tuple[FinalRunStatus, ...] = ("ok", "failed", "interrupted")
+"""What a run's own process records as it ends (``abandoned`` is recorded by others)."""
+
+
 class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
     """The run index: profiles, runs, component rows, cache lookup and leases.
 
@@ -195,9 +200,15 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
     # -- runs -------------------------------------------------------------------
 
     def start_run(
-        self, run_context: RunContext, *, mapping_source: str, started_at: datetime | None = None
+        self,
+        run_context: RunContext,
+        *,
+        mapping_source: str,
+        started_at: datetime | None = None,
+        worker: str | None = None,
     ) -> None:
-        """Record a new run, status ``running``, started ``started_at`` (default: now).
+        """Record a new run, status ``running``, started ``started_at`` (default: now), by
+        ``worker`` (``host:pid:nonce``, so that a run whose worker died can be told apart).
 
         Raises:
             DatabaseError: ``run_id`` is already in the index, or the write failed.
@@ -219,6 +230,8 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
             "manifest_path": None,
             "started_at": started_at or datetime.now(UTC),
             "finished_at": None,
+            "worker": worker,
+            "heartbeat_at": started_at or datetime.now(UTC),
         }
         run_id = run_context.run_id
         try:
@@ -239,18 +252,21 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
         self,
         run_id: str,
         *,
-        status: Literal["ok", "failed"],
+        status: FinalRunStatus,
         manifest_path: str | None,
         finished_at: datetime | None = None,
     ) -> None:
         """Mark run ``run_id`` finished with ``status`` at ``finished_at`` (default: now).
 
         Raises:
-            ValueError: ``status`` is neither ``ok`` nor ``failed``.
+            ValueError: ``status`` is not one a run ends with (``ok``, ``failed``,
+                ``interrupted``).
             DatabaseError: no such run, or the write failed.
         """
-        if status not in ("ok", "failed"):
-            raise ValueError(f"a finished run's status is 'ok' or 'failed', not {status!r}")
+        if status not in FINAL_RUN_STATUSES:
+            raise ValueError(
+                f"a finished run's status is one of {FINAL_RUN_STATUSES}, not {status!r}"
+            )
         stmt = (
             update(RUNS)
             .where(RUNS.c.run_id == run_id)

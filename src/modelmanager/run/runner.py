@@ -36,13 +36,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from modelmanager import offline
 from modelmanager.errors import ComponentFailed, LeaseWaitTimeout, ModelManagerError
 from modelmanager.index import ComponentRunRow, RunStore
+from modelmanager.index.store import FinalRunStatus
 from modelmanager.manager import ModelManager
 from modelmanager.mapping.signature import CacheKey
 from modelmanager.mapping.spec import RunContext
@@ -128,17 +129,31 @@ class Runner:
         """
         ctx = self.run_context
         started = utc_timestamp()
-        self.store.start_run(ctx, mapping_source=self.mapping_source)
-        entries = []
-        for component in components:
-            if on_component is not None:
-                on_component(component, None)
-            entries.append(self._run_one(component, inputs))
-            if on_component is not None:
-                on_component(component, entries[-1])
-        status: Literal["ok", "failed"] = (
-            "ok" if all(e.status != "failed" for e in entries) else "failed"
-        )
+        self.store.start_run(ctx, mapping_source=self.mapping_source, worker=self.owner)
+        entries: list[ComponentEntry] = []
+        status: FinalRunStatus = "failed"  # unless the loop below gets to its end
+        try:
+            for component in components:
+                if on_component is not None:
+                    on_component(component, None)
+                entries.append(self._run_one(component, inputs))
+                if on_component is not None:
+                    on_component(component, entries[-1])
+            status = "ok" if all(e.status != "failed" for e in entries) else "failed"
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the command
+            status = "interrupted"
+            raise
+        finally:
+            # Whatever happened, the run ends recorded: its manifest, then its status.
+            manifest, path = self._finish(started, status, entries)
+        return RunResult(manifest, path)
+
+    def _finish(
+        self, started: str, status: FinalRunStatus, entries: Sequence[ComponentEntry]
+    ) -> tuple[Manifest, Path]:
+        """Write the manifest and record the run's final status (the index row points at the
+        manifest only once it exists). Raised here: the first failure, after both tries."""
+        ctx = self.run_context
         manifest = Manifest(
             manifest_version=1,
             run=RunSection.from_context(
@@ -151,10 +166,21 @@ class Runner:
             ),
             components=tuple(entries),
         )
-        relpath = manifest_relpath(ctx.platform_id, ctx.video_id, ctx.run_id)
-        path = write_manifest(self.artifact_root, relpath, manifest)
-        self.store.finish_run(ctx.run_id, status=status, manifest_path=relpath)
-        return RunResult(manifest, path)
+        relpath: str | None = manifest_relpath(ctx.platform_id, ctx.video_id, ctx.run_id)
+        path = self.artifact_root / str(relpath)
+        failure: BaseException | None = None
+        try:
+            path = write_manifest(self.artifact_root, str(relpath), manifest)
+        except Exception as exc:  # recorded below as the run's outcome, then raised
+            failure, relpath = exc, None
+            status = "failed" if status == "ok" else status
+        try:
+            self.store.finish_run(ctx.run_id, status=status, manifest_path=relpath)
+        except Exception as exc:
+            failure = failure or exc
+        if failure is not None:
+            raise failure
+        return manifest, path
 
     def _run_one(self, component: Component, inputs: Mapping[str, Any]) -> ComponentEntry:
         attempt = _Attempt(component, started_at=utc_timestamp(), clock=time.perf_counter())

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from modelmanager.errors import ModelManagerError, StorageUnavailable
+
 __all__ = ["atomic_write", "fsync_dir", "is_temp_name", "make_dirs", "write_bytes"]
 
 _TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
@@ -79,9 +81,19 @@ def atomic_write(
         ``(size, "sha256:<hex>")`` of the bytes written.
 
     Raises:
-        OSError: the directory cannot be created or the file cannot be written.
+        StorageUnavailable: the directory cannot be created or the file cannot be
+            written (no space, read-only, permission), naming the path; also an OSError.
     """
     final = Path(path)
+    try:
+        return _write_atomically(final, write)
+    except ModelManagerError:
+        raise  # the callback's own, already named (a missing source file, say)
+    except OSError as exc:  # no space, read-only, permission: the disk's fault, not the data's
+        raise StorageUnavailable.from_os_error(exc, "writing", final) from exc
+
+
+def _write_atomically(final: Path, write: Callable[[IO[bytes]], None]) -> tuple[int, str]:
     directory = final.parent
     make_dirs(directory)
     tmp = directory / f".{final.name}.{secrets.token_hex(8)}.tmp"

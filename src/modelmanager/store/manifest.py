@@ -10,7 +10,7 @@ Where it lives: ``<root>/<platform_id>/<video_id>/runs/<run_id>/manifest.json``
         "sampling_policy_version", "dataprocessor_version", "user_id",
         "mapping_source",                       payload | profile path | db:<profile>
         "resolved_model_mapping": {...},        the whole ResolvedMapping (R-MAP-3)
-        "status": "running" | "ok" | "failed",
+        "status": "running" | "ok" | "failed" | "interrupted",
         "started_at", "finished_at"             ISO-8601 UTC; finished_at null while running
       },
       "components": [                           ComponentEntry, in run order
@@ -68,7 +68,7 @@ MANIFEST_SCHEMA_PATH = Path(__file__).parent / "schemas" / "manifest.schema.json
 """The committed JSON Schema of manifest.json (kept equal to :func:`manifest_json_schema`)."""
 
 ComponentStatus = Literal["ok", "cached", "failed"]
-RunStatus = Literal["ok", "failed", "running"]
+RunStatus = Literal["ok", "failed", "running", "interrupted"]
 
 _JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
