@@ -42,10 +42,11 @@ from .runner_components import SceneStats, frames, mapping, run_context
 # itself; psycopg begins implicitly, so PostgreSQL issues about half):
 #   cached: lookup (BEGIN + SELECT), record_component (BEGIN IMMEDIATE + INSERT);
 #   cold:   lookup, try_acquire (BEGIN IMMEDIATE + INSERT lease), lookup again
-#           (another worker may have published meanwhile), record_component,
+#           (another worker may have published meanwhile), record_component with
+#           its fence (the SELECT of the lease's claim, issue 12: 3 statements),
 #           release (BEGIN IMMEDIATE + DELETE).
 CACHED_STATEMENTS_PER_COMPONENT = 4
-COLD_STATEMENTS_PER_COMPONENT = 10
+COLD_STATEMENTS_PER_COMPONENT = 11
 # Per run, outside any component: start_run and finish_run, each BEGIN IMMEDIATE + one write.
 RUN_STATEMENTS = 4
 

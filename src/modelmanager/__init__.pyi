@@ -35,6 +35,9 @@ from .errors import (
     InvalidRunContext as InvalidRunContext,
 )
 from .errors import (
+    LeaseLost as LeaseLost,
+)
+from .errors import (
     LeaseWaitTimeout as LeaseWaitTimeout,
 )
 from .errors import (

@@ -29,6 +29,7 @@ actual digest, ...) travel in ``error.fields``.
     ├── TritonInferFailed           triton_infer_failed
     ├── ArtifactInvalid             artifact_invalid
     ├── LeaseWaitTimeout            lease_wait_timeout        (transient)
+    ├── LeaseLost                   lease_lost                (transient: another worker took the key over)
     ├── DatabaseError               database_error
     ├── StorageUnavailable          storage_unavailable       (also OSError: no space, read-only, permission)
     ├── RunInterrupted              run_interrupted           (SIGINT/SIGTERM; the run is recorded so)
@@ -62,6 +63,7 @@ __all__ = [
     "InsufficientGpuMemory",
     "InvalidModelSpec",
     "InvalidRunContext",
+    "LeaseLost",
     "LeaseWaitTimeout",
     "LintPathMissing",
     "ModelArtifactMissing",
@@ -267,6 +269,14 @@ class LeaseWaitTimeout(ModelManagerError):
     transient_default = True
 
 
+class LeaseLost(ModelManagerError):
+    """This worker's lease on the key was taken over (it paused past its TTL): another
+    worker computes the key, so this worker's result is not published (fencing, D4)."""
+
+    code = "lease_lost"
+    transient_default = True
+
+
 class DatabaseError(ModelManagerError):
     """The run index database failed (connection, migration, constraint)."""
 
@@ -357,6 +367,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         TritonInferFailed,
         ArtifactInvalid,
         LeaseWaitTimeout,
+        LeaseLost,
         DatabaseError,
         StorageUnavailable,
         RunInterrupted,
@@ -393,6 +404,7 @@ _HINTS: dict[str, str] = {
     "lease_wait_timeout": "Another worker is computing the same key; retry later, or raise the wait (MODELMANAGER_LEASE_WAIT_S).",
     "storage_unavailable": "Free space or fix the permissions of the named path (MODELMANAGER_ARTIFACT_ROOT, MODELMANAGER_DATA_DIR, models_root); nothing half-written was kept.",
     "run_interrupted": "Run it again: what finished is cached, the rest is computed; the interrupted run's manifest says how far it got.",
+    "lease_lost": "Another worker took the key over while this one was paused past MODELMANAGER_LEASE_TTL_S; its result is the one published. Raise the TTL if workers pause that long.",
     "database_error": "Check MODELMANAGER_DATABASE_URL and that the database is reachable and migrated.",
     "network_access_blocked": "Weights are prepared on local disk beforehand (modelmanager models prepare); load them by local path, never by hub id or URL.",
     "lint_path_missing": "Check the paths; directories are walked for *.py.",

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from modelmanager.index import RunStore
 from modelmanager.run.contract import ComponentOutput, ComponentRequest
@@ -132,3 +133,33 @@ def test_sigterm_ends_the_run_interrupted_and_frees_its_lease(
     assert run is not None
     assert run.status == "interrupted"
     assert store.live_lease_keys() == set()
+
+
+class TakenOver(FrameFeatures):
+    """While this worker computes, another one takes its key over (as after a pause past the
+    lease's TTL): the claim in the leases table becomes someone else's."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    def process(self, request: ComponentRequest) -> ComponentOutput:
+        output = super().process(request)
+        with self.store.engine.begin() as conn:
+            conn.execute(text("UPDATE leases SET owner = 'thief:1:0'"))
+        return output
+
+
+def test_a_worker_whose_lease_was_taken_over_publishes_nothing(
+    store: RunStore, tmp_path: Path
+) -> None:
+    """Issue 12, lease fencing: the publish checks the claim in its own transaction."""
+    result = make_runner(store, tmp_path, "run-paused").run(
+        [TakenOver(store)], {"frames": frames()}
+    )
+    (entry,) = result.manifest.components
+    assert (entry.status, entry.error_code) == ("failed", "lease_lost")
+    assert entry.artifact is None
+    rows = store.component_runs("run-paused")
+    assert [(r.status, r.artifact_path) for r in rows] == [("failed", None)]
+    assert store.lookup(entry.cache_key) is None  # nothing of this worker is served
+    assert not list((tmp_path / "youtube" / "vid-001" / "frame_features").rglob("*.npz"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, Select, delete, select, update
 
 from modelmanager.index._base import LEASES, StoreBase
 from modelmanager.index.records import Lease
@@ -88,6 +88,11 @@ class LeaseMixin(StoreBase):
         with self._read("reading lease", cache_key=cache_key) as conn:
             row = conn.execute(stmt).one_or_none()
         return None if row is None else (row.owner, row.expires_at)
+
+    @classmethod
+    def _claim_check(cls, lease: Lease) -> Select[tuple[str]]:
+        """Selects the lease's row while it is still this claim (expired or not)."""
+        return select(LEASES.c.cache_key).where(*cls._is_claim(lease))
 
     @staticmethod
     def _is_claim(lease: Lease) -> tuple[ColumnElement[bool], ...]:

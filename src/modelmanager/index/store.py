@@ -43,13 +43,13 @@ from typing import Any, Literal, Self
 from sqlalchemy import Engine, bindparam, exc, insert, make_url, select, update
 
 from modelmanager import offline
-from modelmanager.errors import DatabaseError, ModelManagerError
+from modelmanager.errors import DatabaseError, LeaseLost, ModelManagerError
 from modelmanager.index import _schema
 from modelmanager.index._base import COMPONENTS, RUNS, component_row, run_row
 from modelmanager.index._engine import create_store_engine
 from modelmanager.index.leases import LeaseMixin
 from modelmanager.index.profiles import ProfileMixin
-from modelmanager.index.records import CachedArtifact, ComponentRunRow, RunRow
+from modelmanager.index.records import CachedArtifact, ComponentRunRow, Lease, RunRow
 from modelmanager.index.retention_queries import RetentionMixin, video_history_statements
 from modelmanager.mapping.spec import RunContext
 
@@ -306,10 +306,13 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
 
     # -- component rows ---------------------------------------------------------
 
-    def record_component(self, row: ComponentRunRow) -> None:
-        """Record one component of a started run.
+    def record_component(self, row: ComponentRunRow, *, lease: Lease | None = None) -> None:
+        """Record one component of a started run; with ``lease``, only while it is still
+        this claim, checked in the same transaction as the insert (a fencing token: a
+        worker that paused past its TTL and was taken over publishes nothing).
 
         Raises:
+            LeaseLost: ``lease`` is no longer this claim; nothing was recorded.
             DatabaseError: the run is not in the index, the component is already
                 recorded for it, or the write failed.
         """
@@ -317,6 +320,13 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
             raise ValueError("a row to record has no id yet; the database assigns it")
         values = {k: v for k, v in _component_fields(row).items() if k != "id"}
         with self._write("recording component", run_id=row.run_id, component=row.component) as conn:
+            if lease is not None and conn.execute(self._claim_check(lease)).first() is None:
+                raise LeaseLost(
+                    f"{row.component}: the lease on its key was taken over by another worker "
+                    "(this one paused past its TTL); its result is not published",
+                    component=row.component,
+                    cache_key=lease.cache_key,
+                )
             conn.execute(_INSERT_COMPONENT, values)
 
     def component_runs(self, run_id: str) -> list[ComponentRunRow]:

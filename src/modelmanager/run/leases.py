@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from modelmanager.errors import ModelManagerError
 from modelmanager.index import Lease, RunStore
 
 __all__ = ["LeaseHeartbeat"]
@@ -22,8 +23,18 @@ class LeaseHeartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.ttl_s / 3):
-            if not self.store.renew(self.lease, self.ttl_s):
-                logger.warning("lost the lease on %s", self.lease.cache_key)
+            try:
+                held = self.store.renew(self.lease, self.ttl_s)
+            except ModelManagerError as exc:  # a database hiccup: the next beat tries again
+                logger.warning("could not renew the lease on %s: %s", self.lease.cache_key, exc)
+                continue
+            if not held:
+                # Taken over: the work goes on, but its result will not be published
+                # (the runner's publish is fenced by this claim).
+                logger.warning(
+                    "lost the lease on %s to another worker; this result will not be published",
+                    self.lease.cache_key,
+                )
                 return
 
     def __enter__(self) -> LeaseHeartbeat:

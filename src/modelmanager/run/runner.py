@@ -25,6 +25,7 @@ and error/error_code (R-FAIL-4); the run index gets one row per component.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -41,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from modelmanager import offline
-from modelmanager.errors import ComponentFailed, LeaseWaitTimeout, ModelManagerError
-from modelmanager.index import ComponentRunRow, RunStore
+from modelmanager.errors import ComponentFailed, LeaseLost, LeaseWaitTimeout, ModelManagerError
+from modelmanager.index import ComponentRunRow, Lease, RunStore
 from modelmanager.index.store import FinalRunStatus
 from modelmanager.manager import ModelManager
 from modelmanager.mapping.signature import CacheKey
@@ -52,7 +53,7 @@ from modelmanager.run.leases import LeaseHeartbeat
 from modelmanager.store.artifacts import ArtifactMeta, ArtifactRecord, write_artifact
 from modelmanager.store.check import ArtifactVerify, check_artifact
 from modelmanager.store.fields import utc_timestamp
-from modelmanager.store.layout import artifact_relpath, manifest_relpath
+from modelmanager.store.layout import artifact_relpath, manifest_relpath, resolve_relpath
 from modelmanager.store.manifest import ComponentEntry, Manifest, RunSection, write_manifest
 
 __all__ = ["RunResult", "Runner"]
@@ -213,8 +214,24 @@ class Runner:
             # Refusals a library caught and went on from are still recorded (R-NET-2).
             attempt.warnings.extend(str(a) for a in offline.blocked_attempts()[refusals_before:])
             entry = attempt.entry(self.manager)
-            self.store.record_component(self._row(entry))
+            # A computed artifact is published only under the lease it was computed under.
+            fence = (
+                attempt.lease if attempt.artifact is not None and not attempt.cache_hit else None
+            )
+            try:
+                self.store.record_component(self._row(entry), lease=fence)
+            except LeaseLost as lost:
+                self._discard(attempt.artifact)
+                attempt.artifact, attempt.error = None, lost
+                entry = attempt.entry(self.manager)
+                self.store.record_component(self._row(entry))
         return entry
+
+    def _discard(self, record: ArtifactRecord | None) -> None:
+        """Remove an artifact this worker wrote but may not publish (nothing refers to it)."""
+        if record is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(resolve_relpath(self.artifact_root, record.relpath))
 
     def _reusable(
         self, key: CacheKey, component: Component, attempt: _Attempt
@@ -269,6 +286,7 @@ class Runner:
                     component=component.name,
                     cache_key=key.key,
                 )
+        attempt.lease = lease
         lease_held.callback(self.store.release, lease)
         lease_held.enter_context(LeaseHeartbeat(self.store, lease, self.lease_ttl_s))
         record = self._reusable(key, component, attempt)  # finished while we waited?
@@ -355,6 +373,7 @@ class _Attempt:
     started_at: str
     clock: float
     key: CacheKey | None = None
+    lease: Lease | None = None
     cache_hit: bool = False
     artifact: ArtifactRecord | None = None
     batch_size: int | None = None
