@@ -1,12 +1,20 @@
-"""Settings: one typed object, read from ``MODELMANAGER_*`` when asked, never at import."""
+"""Settings: one typed object, read from ``MODELMANAGER_*`` when asked, never at import.
+
+A value that does not fit its setting (``MODELMANAGER_GC_KEEP_PREVIOUS=abc``) is
+:class:`~modelmanager.errors.ConfigurationInvalid` naming the variable and the
+reason, raised by ``Settings()`` itself, so every command and the manager report
+it the same way instead of a pydantic traceback.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from modelmanager.errors import ConfigurationInvalid
 
@@ -62,6 +70,22 @@ class Settings(BaseSettings):
     gc_temp_ttl_days: float = Field(default=7.0, gt=0)
     gc_hard_cap_days: float = Field(default=60.0, gt=0)
 
+    def __init__(self, **values: Any) -> None:
+        """Read the settings: ``values`` first, then ``MODELMANAGER_*``, then the defaults.
+
+        Raises:
+            ConfigurationInvalid: a value does not fit its setting (names the
+                environment variable, or the keyword, and why).
+        """
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _invalid_settings(error, values) from error
+        except SettingsError as error:  # pydantic-settings could not even decode the value
+            raise ConfigurationInvalid(
+                f"the MODELMANAGER_* environment is not usable: {error}", setting="environment"
+            ) from error
+
     @property
     def resolved_database_url(self) -> str:
         """``database_url``, or the SQLite file in ``data_dir``."""
@@ -71,6 +95,27 @@ class Settings(BaseSettings):
     def resolved_artifact_root(self) -> Path:
         """``artifact_root``, or ``<data_dir>/artifacts``."""
         return self.artifact_root or self.data_dir / "artifacts"
+
+
+def _invalid_settings(error: ValidationError, given: Mapping[str, Any]) -> ConfigurationInvalid:
+    """The error naming each bad value by where it came from: a keyword, else its variable."""
+    problems: list[str] = []
+    for item in error.errors(include_url=False):
+        setting = str(item["loc"][0]) if item["loc"] else "settings"
+        source = setting if setting in given else f"MODELMANAGER_{setting.upper()}"
+        value = repr(item.get("input"))
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        problems.append(f"{source}={shown} is not valid: {item['msg']}")
+    first = error.errors(include_url=False)[0]
+    setting = str(first["loc"][0]) if first["loc"] else "settings"
+    variable = None if setting in given else f"MODELMANAGER_{setting.upper()}"
+    return ConfigurationInvalid(
+        "; ".join(problems),
+        setting=setting,
+        variable=variable,
+        reason=first["msg"],
+        hint=f"Fix or unset {variable}." if variable else None,
+    )
 
 
 def require_models_root(root: Path | None) -> Path:

@@ -85,8 +85,8 @@ def run(
     from modelmanager.run.signals import sigterm_as_interrupt
     from modelmanager.tools.media import load_sample
 
-    settings = Settings()
     with reported(as_json), ExitStack() as stack:
+        settings = Settings()
         stack.enter_context(sigterm_as_interrupt())
         mapping, source = resolve_mapping(profile_path=profile)
         components: list[Component] = [

@@ -5,11 +5,23 @@ is a YAML (or JSON) document ``{"format_version": 1, "profile": name,
 "components": {component: {role: entry}}}``. Both are read with duplicate
 keys refused: YAML and JSON parsers otherwise keep the last of two
 ``detector:`` entries without a word.
+
+A document is also bounded before anything is built from it (issue 12), so a
+hostile file fails at once with ``profile_load_failed`` naming the limit instead
+of hanging, exhausting memory or overflowing the stack:
+
+- :data:`MAX_DOCUMENT_BYTES`: the file's size, checked before it is read;
+- :data:`MAX_NESTING_DEPTH`: mappings and sequences nested in one another;
+- :data:`MAX_DOCUMENT_NODES`: YAML nodes *after* alias expansion (a 500-byte
+  "billion laughs" expands to hundreds of millions); an alias to an anchor
+  that encloses it (a recursive alias) is refused outright.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +33,21 @@ from modelmanager.errors import InvalidModelSpec, ModelMappingMissing, ProfileLo
 from modelmanager.mapping.spec import ResolvedMapping, parse_mapping
 
 __all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "MAX_DOCUMENT_NODES",
+    "MAX_NESTING_DEPTH",
     "MappingSource",
     "ProfileStore",
     "load_document",
     "resolve_mapping",
 ]
+
+# Bounds of a profile or payload document. The example profile is 2.5 KB, about 150
+# nodes, 8 levels deep; these are hundreds of times that, and the heaviest document
+# they admit (1 MiB of one-line keys) still parses in about a second and a half.
+MAX_DOCUMENT_BYTES = 1024 * 1024
+MAX_NESTING_DEPTH = 64
+MAX_DOCUMENT_NODES = 200_000
 
 
 class ProfileStore(Protocol):
@@ -90,22 +112,45 @@ def load_document(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON document (by suffix ``.json``, else YAML), refusing duplicate keys.
 
     Raises:
-        ProfileLoadFailed: missing, unreadable, unparsable, or not a mapping.
+        ProfileLoadFailed: missing, unreadable, unparsable, not a mapping, or beyond
+            a bound (:data:`MAX_DOCUMENT_BYTES`, :data:`MAX_NESTING_DEPTH`,
+            :data:`MAX_DOCUMENT_NODES`; named in the message and ``fields["limit"]``).
         InvalidModelSpec: a key appears twice (named by its path in the document).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileLoadFailed(f"{path}: no such file", path=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileLoadFailed(f"{path}: cannot be read ({exc})", path=str(path)) from exc
+    text = _read_bounded(path)
     data = _parse_json(text, path) if path.suffix == ".json" else _parse_yaml(text, path)
     if not isinstance(data, dict):
         raise ProfileLoadFailed(
             f"{path}: the document is a {type(data).__name__}, not a mapping", path=str(path)
         )
     return data
+
+
+def _read_bounded(path: Path) -> str:
+    try:
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            # A FIFO or a device reports no size: read one byte past the bound to know.
+            raw = b"" if size > MAX_DOCUMENT_BYTES else file.read(MAX_DOCUMENT_BYTES + 1)
+        if size > MAX_DOCUMENT_BYTES or len(raw) > MAX_DOCUMENT_BYTES:
+            actual = f"{size} bytes" if size > MAX_DOCUMENT_BYTES else "larger"
+            raise _too_big(
+                path,
+                f"the document is {actual}; a profile or payload may have at most "
+                f"{MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES)",
+                limit=MAX_DOCUMENT_BYTES,
+            )
+        return raw.decode("utf-8")
+    except FileNotFoundError:
+        raise ProfileLoadFailed(f"{path}: no such file", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileLoadFailed(f"{path}: cannot be read ({exc})", path=str(path)) from exc
+
+
+def _too_big(path: Path, what: str, *, limit: int, line: int | None = None) -> ProfileLoadFailed:
+    where = "" if line is None else f" (line {line})"
+    return ProfileLoadFailed(f"{path}: {what}{where}", path=str(path), limit=limit, line=line)
 
 
 # libyaml's parser where PyYAML has it (several times faster); the nodes, the duplicate-key
@@ -115,6 +160,7 @@ _COMPOSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def _parse_yaml(text: str, path: Path) -> Any:
     try:
+        _check_yaml_bounds(text, path)
         node = yaml.compose(text, Loader=_COMPOSER)
         if node is None:
             return None
@@ -122,10 +168,80 @@ def _parse_yaml(text: str, path: Path) -> Any:
         loader = yaml.SafeLoader("")
         try:
             return loader.construct_document(node)
+        except ValueError as exc:  # a scalar its tag cannot hold: a 5000-digit int, month 13
+            raise ProfileLoadFailed(
+                f"{path}: a value cannot be read: {exc}", path=str(path)
+            ) from exc
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
         raise ProfileLoadFailed(f"{path}: not valid YAML: {exc}", path=str(path)) from exc
+
+
+def _check_yaml_bounds(text: str, path: Path) -> None:
+    """Walk the parser's events (no nodes built yet), and stop at the first bound passed.
+
+    Counts every node as often as aliases repeat it, so the count is what the
+    duplicate-key check, the constructor and every later walk of the document would
+    visit. libyaml's parser keeps its own stack, so deep input cannot overflow it;
+    its composer and the walks below recurse, hence the depth bound before them.
+    """
+    # Per open collection, innermost last: its anchor, and its nodes so far (expanded).
+    anchors: list[str | None] = []
+    sizes: list[int] = []
+    expanded: dict[str, int] = {}  # anchor -> nodes an alias to it stands for
+    total = 0
+    for event in yaml.parse(text, Loader=_COMPOSER):
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, count = anchors.pop(), sizes.pop() + 1
+            if anchor is not None:
+                expanded[anchor] = count
+            if sizes:
+                sizes[-1] += count
+            continue
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(anchors) >= MAX_NESTING_DEPTH:
+                raise _too_big(
+                    path,
+                    f"the document nests deeper than {MAX_NESTING_DEPTH} levels "
+                    "(MAX_NESTING_DEPTH)",
+                    limit=MAX_NESTING_DEPTH,
+                    line=_line(event),
+                )
+            anchors.append(event.anchor)
+            sizes.append(0)
+            count = 1  # the collection's own node; its items are added as they come
+        elif isinstance(event, yaml.AliasEvent):
+            anchor = event.anchor or ""
+            if anchor in anchors:
+                raise ProfileLoadFailed(
+                    f"{path}: alias *{anchor} (line {_line(event)}) is inside its own anchor "
+                    f"&{anchor}: a recursive alias has no end",
+                    path=str(path),
+                    line=_line(event),
+                )
+            count = expanded.get(anchor, 1)  # an unknown anchor: the composer says so
+        elif isinstance(event, yaml.ScalarEvent):
+            count = 1
+            if event.anchor is not None:
+                expanded[event.anchor] = 1
+        else:
+            continue
+        if sizes and not isinstance(event, yaml.CollectionStartEvent):
+            sizes[-1] += count
+        total += count
+        if total > MAX_DOCUMENT_NODES:
+            raise _too_big(
+                path,
+                f"the document has more than {MAX_DOCUMENT_NODES} nodes, aliases expanded "
+                "(MAX_DOCUMENT_NODES)",
+                limit=MAX_DOCUMENT_NODES,
+                line=_line(event),
+            )
+
+
+def _line(event: yaml.Event) -> int | None:
+    return None if event.start_mark is None else event.start_mark.line + 1
 
 
 def _refuse_duplicate_yaml_keys(node: yaml.Node, where: tuple[str, ...], path: Path) -> None:
@@ -159,6 +275,7 @@ def _parse_json(text: str, path: Path) -> Any:
             result[key] = value
         return result
 
+    _check_json_depth(text, path)
     try:
         return json.loads(text, object_pairs_hook=pairs)
     except _DuplicateKey as dup:
@@ -167,6 +284,31 @@ def _parse_json(text: str, path: Path) -> Any:
         raise _duplicate_key(where, "twice in one object", path) from None
     except json.JSONDecodeError as exc:
         raise ProfileLoadFailed(f"{path}: not valid JSON: {exc}", path=str(path)) from exc
+    except ValueError as exc:  # a number Python refuses to convert (over 4300 digits)
+        raise ProfileLoadFailed(f"{path}: a value cannot be read: {exc}", path=str(path)) from exc
+
+
+# A JSON string (skipped whole, brackets in it are text) or a bracket.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _check_json_depth(text: str, path: Path) -> None:
+    """Refuse nesting beyond MAX_NESTING_DEPTH before the recursive decoder meets it."""
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        bracket = token.group()
+        if bracket in ("[", "{"):
+            depth += 1
+            if depth > MAX_NESTING_DEPTH:
+                raise _too_big(
+                    path,
+                    f"the document nests deeper than {MAX_NESTING_DEPTH} levels "
+                    "(MAX_NESTING_DEPTH)",
+                    limit=MAX_NESTING_DEPTH,
+                    line=text.count("\n", 0, token.start()) + 1,
+                )
+        elif bracket in ("]", "}"):
+            depth -= 1
 
 
 def _find_duplicate_path(text: str, key: str) -> tuple[str, ...] | None:
@@ -184,7 +326,11 @@ def _find_duplicate_path(text: str, key: str) -> tuple[str, ...] | None:
                 for i, item in enumerate(value):
                     walk(item, (*where, str(i)))
 
-    walk(json.loads(text, object_pairs_hook=list), ())
+    try:
+        document = json.loads(text, object_pairs_hook=list)
+    except ValueError:  # a value the first pass never reached: name the key alone
+        return None
+    walk(document, ())
     return found[0] if found else None
 
 
