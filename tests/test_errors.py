@@ -38,6 +38,7 @@ STABLE_CODES = {
     "storage_unavailable",
     "run_interrupted",
     "lease_lost",
+    "artifact_path_unsafe",
 }
 BAD_INPUT = {
     "invalid_model_spec",

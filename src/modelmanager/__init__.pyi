@@ -5,6 +5,9 @@ from .errors import (
     ArtifactInvalid as ArtifactInvalid,
 )
 from .errors import (
+    ArtifactPathUnsafe as ArtifactPathUnsafe,
+)
+from .errors import (
     ArtifactRootMissing as ArtifactRootMissing,
 )
 from .errors import (

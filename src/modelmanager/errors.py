@@ -32,6 +32,7 @@ actual digest, ...) travel in ``error.fields``.
     ├── LeaseLost                   lease_lost                (transient: another worker took the key over)
     ├── DatabaseError               database_error
     ├── StorageUnavailable          storage_unavailable       (also OSError: no space, read-only, permission)
+    ├── ArtifactPathUnsafe          artifact_path_unsafe      (a link inside the artifact root: never followed)
     ├── RunInterrupted              run_interrupted           (SIGINT/SIGTERM; the run is recorded so)
     ├── ComponentFailed             component_failed
     ├── NetworkAccessBlocked        network_access_blocked    (never an OSError: not retried)
@@ -53,6 +54,7 @@ from typing import Any, ClassVar
 __all__ = [
     "ERROR_CLASSES",
     "ArtifactInvalid",
+    "ArtifactPathUnsafe",
     "ArtifactRootMissing",
     "CanonicalJsonError",
     "ComponentFailed",
@@ -301,6 +303,13 @@ class StorageUnavailable(ModelManagerError, OSError):
         )
 
 
+class ArtifactPathUnsafe(ModelManagerError):
+    """A folder or file under the artifact root is a symbolic link: reading, writing or
+    deleting through it could reach outside the root, so nothing goes through it."""
+
+    code = "artifact_path_unsafe"
+
+
 class RunInterrupted(ModelManagerError):
     """The run was stopped by SIGINT or SIGTERM; it is recorded ``interrupted`` with its manifest."""
 
@@ -370,6 +379,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         LeaseLost,
         DatabaseError,
         StorageUnavailable,
+        ArtifactPathUnsafe,
         RunInterrupted,
         ComponentFailed,
         NetworkAccessBlocked,
@@ -403,6 +413,7 @@ _HINTS: dict[str, str] = {
     "artifact_invalid": "The artifact will be recomputed; if it keeps failing, check the disk under the artifact root.",
     "lease_wait_timeout": "Another worker is computing the same key; retry later, or raise the wait (MODELMANAGER_LEASE_WAIT_S).",
     "storage_unavailable": "Free space or fix the permissions of the named path (MODELMANAGER_ARTIFACT_ROOT, MODELMANAGER_DATA_DIR, models_root); nothing half-written was kept.",
+    "artifact_path_unsafe": "Replace the named link under MODELMANAGER_ARTIFACT_ROOT by a real folder (or point the root itself elsewhere); nothing was read, written or deleted through it.",
     "run_interrupted": "Run it again: what finished is cached, the rest is computed; the interrupted run's manifest says how far it got.",
     "lease_lost": "Another worker took the key over while this one was paused past MODELMANAGER_LEASE_TTL_S; its result is the one published. Raise the TTL if workers pause that long.",
     "database_error": "Check MODELMANAGER_DATABASE_URL and that the database is reachable and migrated.",

@@ -88,7 +88,7 @@ def remove_empty_up_to(directory: Path, root: Path) -> None:
 
 def video_dir(root: Path, platform_id: str, video_id: str) -> Path:
     """``<root>/<platform_id>/<video_id>``: everything of one video (see :mod:`modelmanager.store.layout`)."""
-    return root / platform_id / video_id
+    return resolve_relpath(root, f"{platform_id}/{video_id}")
 
 
 def file_exists(root: Path, relpath: str) -> bool:

@@ -24,9 +24,11 @@ Layout under the artifact root (every id is a path-safe name, see
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Final
 
+from modelmanager.errors import ArtifactPathUnsafe
 from modelmanager.mapping.spec import NAME, RunContext
 from modelmanager.store.atomic import make_dirs
 
@@ -129,9 +131,25 @@ def temp_dir(root: str | os.PathLike[str], run_context: RunContext, name: str) -
 
 
 def resolve_relpath(root: str | os.PathLike[str], relpath: str) -> Path:
-    """``root/relpath`` for a normalized relative POSIX ``relpath`` that stays inside ``root``.
+    """``root/relpath`` for a normalized relative POSIX ``relpath`` that stays inside ``root``:
+    no part of it below the root is a symbolic link (the root itself may be one).
 
     Raises:
         ValueError: ``relpath`` is empty, absolute, has ``..``/``.`` parts or backslashes.
+        ArtifactPathUnsafe: a folder or file on the way is a symbolic link.
     """
-    return Path(root).joinpath(*check_relpath(relpath).split("/"))
+    parts = check_relpath(relpath).split("/")
+    path = Path(root)
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:  # missing (to be created), or unreadable: the caller's open says which
+            return path.joinpath(*parts[i + 1 :])
+        if stat.S_ISLNK(mode):
+            raise ArtifactPathUnsafe(
+                f"{path} is a symbolic link inside the artifact root; nothing is read, "
+                "written or deleted through it",
+                path=str(path),
+            )
+    return path
