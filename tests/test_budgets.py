@@ -47,8 +47,9 @@ from .runner_components import SceneStats, frames, mapping, run_context
 #           release (BEGIN IMMEDIATE + DELETE).
 CACHED_STATEMENTS_PER_COMPONENT = 4
 COLD_STATEMENTS_PER_COMPONENT = 11
-# Per run, outside any component: start_run and finish_run, each BEGIN IMMEDIATE + one write.
-RUN_STATEMENTS = 4
+# Per run, outside any component: start_run and finish_run, each BEGIN IMMEDIATE + one write,
+# and the look for runs whose worker died (BEGIN + SELECT; issue 12).
+RUN_STATEMENTS = 6
 
 N_ENCODERS = 3
 MODEL = "frame-encoder/1.0.0/model.onnx"

@@ -128,7 +128,7 @@ def test_sigterm_ends_the_run_interrupted_and_frees_its_lease(
         time.sleep(0.05)
     os.kill(child.pid, signal.SIGTERM)
     out, err = child.communicate(timeout=30)
-    assert (child.returncode, out.strip()) == (3, "interrupted"), err
+    assert (child.returncode, out.strip()) == (3, "interrupted"), out + err
     run = store.get_run("run-term")
     assert run is not None
     assert run.status == "interrupted"
@@ -163,3 +163,61 @@ def test_a_worker_whose_lease_was_taken_over_publishes_nothing(
     assert [(r.status, r.artifact_path) for r in rows] == [("failed", None)]
     assert store.lookup(entry.cache_key) is None  # nothing of this worker is served
     assert not list((tmp_path / "youtube" / "vid-001" / "frame_features").rglob("*.npz"))
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def test_a_dead_workers_run_is_marked_abandoned_by_the_next_run(
+    store: RunStore, tmp_path: Path
+) -> None:
+    """Issue 12: a SIGKILLed worker's run does not stay ``running`` forever."""
+    import socket
+    from datetime import UTC, datetime, timedelta
+
+    from modelmanager.mapping.spec import RunContext
+    from tests.runner_components import run_context
+
+    here = socket.gethostname()
+    store.start_run(
+        RunContext(**run_context("dead-here")), mapping_source="x", worker=f"{here}:{_dead_pid()}:0"
+    )
+    store.start_run(
+        RunContext(**run_context("dead-elsewhere")),
+        mapping_source="x",
+        worker="another-host:1:0",
+        started_at=datetime.now(UTC) - timedelta(hours=1),
+    )
+    store.start_run(
+        RunContext(**run_context("alive")), mapping_source="x", worker=f"{here}:{os.getpid()}:0"
+    )
+    make_runner(store, tmp_path, "run-next").run([FrameFeatures()], {"frames": frames()})
+    statuses = {r: store.get_run(r).status for r in ("dead-here", "dead-elsewhere", "alive")}  # type: ignore[union-attr]
+    assert statuses == {"dead-here": "abandoned", "dead-elsewhere": "abandoned", "alive": "running"}
+
+
+def test_delete_video_needs_no_force_for_a_dead_workers_run(
+    store: RunStore, tmp_path: Path
+) -> None:
+    import socket
+
+    from modelmanager.mapping.spec import RunContext
+    from modelmanager.retention import delete_video
+    from tests.runner_components import run_context
+
+    store.start_run(
+        RunContext(**run_context("dead")),
+        mapping_source="x",
+        worker=f"{socket.gethostname()}:{_dead_pid()}:0",
+    )
+    (tmp_path / "youtube" / "vid-001").mkdir(parents=True)
+    report = delete_video(store, tmp_path, "youtube", "vid-001")
+    assert report.runs == 1
+    assert store.get_run("dead") is None

@@ -36,7 +36,9 @@ without its password.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import os
+import socket
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -283,6 +285,47 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
                 f"run {run_id!r} is not in the run index ({self.url})", url=self.url, run_id=run_id
             )
 
+    def beat_run(self, run_id: str) -> None:
+        """Renew run ``run_id``'s heartbeat (its worker is alive and still running it)."""
+        stmt = (
+            update(RUNS)
+            .where(RUNS.c.run_id == run_id, RUNS.c.status == "running")
+            .values(heartbeat_at=self._clock()[0])
+        )
+        with self._write("renewing the run's heartbeat", run_id=run_id) as conn:
+            conn.execute(stmt)
+
+    def abandon_dead_runs(self, *, stale_after_s: float = 180.0) -> list[str]:
+        """Mark ``abandoned`` the runs still ``running`` whose worker died: its heartbeat is
+        older than ``stale_after_s`` (default: three lease TTLs of 60 s; the runner renews it
+        every third of its TTL), or it ran on this host under a pid that is gone.
+
+        Returns the run ids marked. One read; a write only when there is something to mark.
+        """
+        r = RUNS.c
+        now = datetime.now(UTC)
+        with self._read("reading running runs") as conn:
+            running = conn.execute(
+                select(r.run_id, r.worker, r.heartbeat_at).where(r.status == "running")
+            ).all()
+        cutoff = now - timedelta(seconds=stale_after_s)
+        dead = [
+            row.run_id
+            for row in running
+            if (row.heartbeat_at is not None and row.heartbeat_at < cutoff)
+            or _worker_gone(row.worker)
+        ]
+        if dead:
+            stmt = (
+                update(RUNS)
+                .where(r.run_id.in_(dead), r.status == "running")
+                .values(status="abandoned", finished_at=now)
+            )
+            with self._write("marking abandoned runs") as conn:
+                conn.execute(stmt)
+            logger.warning("runs whose worker died, marked abandoned: %s", ", ".join(dead))
+        return dead
+
     def get_run(self, run_id: str) -> RunRow | None:
         """Run ``run_id``, or None."""
         with self._read("reading run", run_id=run_id) as conn:
@@ -374,3 +417,19 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
 
 def _component_fields(row: ComponentRunRow) -> dict[str, Any]:
     return {name: getattr(row, name) for name in ComponentRunRow.__dataclass_fields__}
+
+
+
+def _worker_gone(worker: str | None) -> bool:
+    """Whether ``worker`` (``host:pid:nonce``) ran on this host under a pid that is gone."""
+    host, _, rest = (worker or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another host's worker: only its heartbeat can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another account's
+        return False
+    return False

@@ -111,6 +111,8 @@ def delete_video(
             )
     requested_at = aware_now(now)
     root = Path(artifact_root)
+    if not dry_run:
+        store.abandon_dead_runs()  # a dead worker's run blocks nothing (issue 12)
     runs, rows = store.video_history(platform_id, video_id)
     check_root(root, bool(runs))
     running = [r.run_id for r in runs if r.status == "running"]

@@ -105,6 +105,8 @@ def collect_garbage(
     report = GcReport(dry_run=dry_run, now=now, policy=policy)
     videos = store.videos()
     check_root(root, bool(videos))
+    if not dry_run:
+        store.abandon_dead_runs()  # their files and temp data become collectable
     live_keys = store.live_lease_keys()
     # Interrupted collections first, so their rows go even if the rest fails.
     first = store.collecting_videos()

@@ -99,6 +99,8 @@ def find_orphans(
         ArtifactRootMissing: the root is not a directory but the index has runs.
     """
     root = Path(artifact_root)
+    if fix:
+        store.abandon_dead_runs()  # a dead run's leftovers are orphans to mend
     indexed = store.videos()
     check_root(root, bool(indexed))
     report = OrphanReport(fixed=fix)

@@ -49,7 +49,7 @@ from modelmanager.manager import ModelManager
 from modelmanager.mapping.signature import CacheKey
 from modelmanager.mapping.spec import RunContext
 from modelmanager.run.contract import Component, ComponentRequest
-from modelmanager.run.leases import LeaseHeartbeat
+from modelmanager.run.leases import lease_heartbeat, run_heartbeat
 from modelmanager.store.artifacts import ArtifactMeta, ArtifactRecord, write_artifact
 from modelmanager.store.check import ArtifactVerify, check_artifact
 from modelmanager.store.fields import utc_timestamp
@@ -71,6 +71,11 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.manifest.run.status == "ok"
+
+
+ABANDONED_AFTER_TTLS = 3
+"""A run whose heartbeat (renewed every third of the lease TTL) is older than this many
+lease TTLs is one whose worker died: it is marked ``abandoned``."""
 
 
 class Runner:
@@ -130,16 +135,19 @@ class Runner:
         """
         ctx = self.run_context
         started = utc_timestamp()
+        # Runs whose worker died are noticed here (and by gc, orphans, delete-video).
+        self.store.abandon_dead_runs(stale_after_s=ABANDONED_AFTER_TTLS * self.lease_ttl_s)
         self.store.start_run(ctx, mapping_source=self.mapping_source, worker=self.owner)
         entries: list[ComponentEntry] = []
         status: FinalRunStatus = "failed"  # unless the loop below gets to its end
         try:
-            for component in components:
-                if on_component is not None:
-                    on_component(component, None)
-                entries.append(self._run_one(component, inputs))
-                if on_component is not None:
-                    on_component(component, entries[-1])
+            with run_heartbeat(self.store, ctx.run_id, self.lease_ttl_s / 3):
+                for component in components:
+                    if on_component is not None:
+                        on_component(component, None)
+                    entries.append(self._run_one(component, inputs))
+                    if on_component is not None:
+                        on_component(component, entries[-1])
             status = "ok" if all(e.status != "failed" for e in entries) else "failed"
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the command
             status = "interrupted"
@@ -288,7 +296,7 @@ class Runner:
                 )
         attempt.lease = lease
         lease_held.callback(self.store.release, lease)
-        lease_held.enter_context(LeaseHeartbeat(self.store, lease, self.lease_ttl_s))
+        lease_held.enter_context(lease_heartbeat(self.store, lease, self.lease_ttl_s))
         record = self._reusable(key, component, attempt)  # finished while we waited?
         if record is not None:
             attempt.cache_hit = True
