@@ -91,7 +91,10 @@ class RetentionMixin(StoreBase):
             for chunk in chunks(run_ids):
                 changed += conn.execute(
                     update(RUNS)
-                    .where(r.run_id.in_(chunk), r.status.in_(("ok", "failed", "running", "interrupted", "abandoned")))
+                    .where(
+                        r.run_id.in_(chunk),
+                        r.status.in_(("ok", "failed", "running", "interrupted", "abandoned")),
+                    )
                     .values(status="collecting")
                 ).rowcount
                 conn.execute(
