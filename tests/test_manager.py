@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,14 @@ from modelmanager import (
     ModelArtifactMissing,
     ModelManager,
     ModelMappingMissing,
+    StorageUnavailable,
     WeightsDigestMismatch,
 )
+from modelmanager.config import Settings
 from modelmanager.weights.digest import DigestCache, Digester, hash_file
 
-from .conftest import RUN_CONTEXT
+from .conftest import RUN_CONTEXT, onnx_entry
+from .weights.onnx_models import flip_one_byte, save_with_external_data
 
 
 @pytest.fixture
@@ -324,3 +329,161 @@ def test_signatures_and_keys_are_those_of_the_signature_module(mm: ModelManager)
         )
         assert key.to_json_dict() == expected.to_json_dict()
         assert key.models_used == [u.model_dump() for u in used]
+
+
+# --- issue 12 ------------------------------------------------------------------------------
+
+
+def _one_role_manager(root: Path, artifact: str, digest: str, **kw: Any) -> ModelManager:
+    entry = onnx_entry(
+        model_name="matmul", weights_digest=digest, artifacts={"onnx_path": artifact}
+    )
+    return ModelManager(
+        RUN_CONTEXT, {"components": {"mm": {"model": entry}}}, models_root=root, **kw
+    )
+
+
+def test_an_onnx_file_model_with_external_data_is_refused(tmp_path: Path) -> None:
+    """issue 12: pinned by the .onnx file's digest only, changed external weights went unseen
+    ("verified (hashed)"); such a file model is now refused, naming its external files."""
+    root = tmp_path / "models"
+    model = save_with_external_data(root / "m")
+    mm = _one_role_manager(root, "m/model.onnx", hash_file(model))
+    with pytest.raises(InvalidModelSpec) as info:
+        mm.resolve("mm", "model")
+    fields = info.value.fields
+    assert (fields["component"], fields["role"], fields["field"]) == (
+        "mm",
+        "model",
+        "artifacts.onnx_path",
+    )
+    assert "weights.bin" in info.value.message
+    assert fields["external_data"] == ["weights.bin"]
+
+
+def test_an_onnx_path_is_read_as_onnx_whatever_its_name(tmp_path: Path) -> None:
+    """issue 12: the rule holds for an ``onnx_path`` not named ``*.onnx`` too."""
+    root = tmp_path / "models"
+    model = save_with_external_data(root / "m")
+    model.rename(root / "m" / "model.bin")
+    mm = _one_role_manager(root, "m/model.bin", hash_file(root / "m" / "model.bin"))
+    with pytest.raises(InvalidModelSpec, match=r"weights\.bin"):
+        mm.resolve("mm", "model")
+
+
+def test_an_onnx_directory_model_pins_its_external_data(tmp_path: Path) -> None:
+    """issue 12: mapped as a directory model, one changed byte of weights.bin is a mismatch."""
+    root = tmp_path / "models"
+    save_with_external_data(root / "m")
+    digest = Digester().digest(root / "m").digest
+    assert _one_role_manager(root, "m", digest).resolve("mm", "model").model_name == "matmul"
+    flip_one_byte(root / "m" / "weights.bin")
+    with pytest.raises(WeightsDigestMismatch):
+        _one_role_manager(root, "m", digest).resolve("mm", "model")
+
+
+def _break(models_root: Path, how: str) -> Path:
+    """Make the detector's path fail with a real OS error; returns the path that fails."""
+    path = models_root / "text-detector/2.1.0/model.onnx"
+    if how == "ENOTDIR":
+        shutil.rmtree(models_root / "text-detector")
+        (models_root / "text-detector").write_bytes(b"a file, not a directory")
+    elif how == "ELOOP":
+        path.unlink()
+        path.symlink_to(path)
+    return path
+
+
+@pytest.mark.parametrize("how", ["ENOTDIR", "ELOOP"])
+def test_os_errors_of_locating_name_component_role_and_path(
+    ocr_mapping: dict[str, Any], models_root: Path, how: str
+) -> None:
+    """issue 12: ENOTDIR, ELOOP escaped resolve/verify_all as bare OSErrors (only
+    FileNotFoundError was mapped): they are model_artifact_missing naming the role."""
+    path = _break(models_root, how)
+    for call in ("resolve", "verify_all"):
+        mm = ModelManager(RUN_CONTEXT, ocr_mapping, models_root=models_root)
+        with pytest.raises(ModelArtifactMissing) as info:
+            mm.resolve("text_ocr", "detector") if call == "resolve" else mm.verify_all()
+        fields = info.value.fields
+        assert (fields["component"], fields["role"], fields["path"]) == (
+            "text_ocr",
+            "detector",
+            str(path),
+        )
+    reports = ModelManager(RUN_CONTEXT, ocr_mapping, models_root=models_root).health(["text_ocr"])
+    codes = {r.spec.role: r.error_code for r in reports}
+    assert codes["detector"] == "model_artifact_missing"  # (the recognizer's bytes are no model)
+
+
+def test_a_permission_error_while_hashing_is_storage_unavailable(
+    ocr_mapping: dict[str, Any], models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 12: a PermissionError while hashing escaped resolve; it is storage_unavailable
+    naming component, role and path (injected where the file is opened: root, which runs
+    these tests, may read a file of any mode)."""
+
+    def denied(path: str, **kw: object) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(digest_mod, "hash_file", denied)
+    mm = ModelManager(RUN_CONTEXT, ocr_mapping, models_root=models_root)
+    with pytest.raises(StorageUnavailable) as info:
+        mm.resolve("text_ocr", "recognizer")
+    fields = info.value.fields
+    assert (fields["component"], fields["role"], fields["path"], fields["errno"]) == (
+        "text_ocr",
+        "recognizer",
+        str(models_root / "text-recognizer/2.1.0/model.onnx"),
+        "EACCES",
+    )
+
+
+def test_an_unusable_digest_cache_does_not_fail_the_manager(
+    ocr_mapping: dict[str, Any],
+    models_root: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """issue 12: the digest cache is only a cache: a cache dir that cannot be made is
+    bypassed with one warning."""
+    (tmp_path / "not-a-dir").write_bytes(b"x")
+    settings = Settings(cache_dir=tmp_path / "not-a-dir" / "cache")
+    with caplog.at_level("WARNING"):
+        mm = ModelManager(RUN_CONTEXT, ocr_mapping, models_root=models_root, settings=settings)
+        assert [d.cached for _, d in mm.verify_all()] == [False, False]
+        mm.cache_key_for("text_ocr", producer_version="1", schema_version="1")
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
+
+
+def test_a_key_is_given_only_for_weights_that_check_now(
+    mm: ModelManager, models_root: Path
+) -> None:
+    """issue 12 (R-FAIL-1): cache_key_for checks the component's weights each time, so a
+    cached run cannot reuse results of weights that changed or went missing, even in a
+    manager that verified them before."""
+    key = mm.cache_key_for("text_ocr", producer_version="1.0.0", schema_version="3")
+    path = models_root / "text-detector/2.1.0/model.onnx"
+    original = path.read_bytes()
+    flip_one_byte(path)
+    with pytest.raises(WeightsDigestMismatch) as info:
+        mm.cache_key_for("text_ocr", producer_version="1.0.0", schema_version="3")
+    assert (info.value.fields["component"], info.value.fields["role"]) == ("text_ocr", "detector")
+    with pytest.raises(WeightsDigestMismatch):
+        mm.resolve("text_ocr", "detector")  # no longer trusted either
+    path.write_bytes(original)
+    assert mm.cache_key_for("text_ocr", producer_version="1.0.0", schema_version="3") == key
+    shutil.rmtree(models_root)
+    with pytest.raises(ModelArtifactMissing, match="models_root"):
+        mm.cache_key_for("text_ocr", producer_version="1.0.0", schema_version="3")
+    assert mm.cache_key_for("scene_stats", producer_version="1", schema_version="1").key
+
+
+def test_checking_unchanged_weights_for_a_key_hashes_nothing(cached_manager: Any) -> None:
+    """issue 12: the check behind cache_key_for is a stat and a cache lookup per file."""
+    mm = cached_manager()
+    before = digest_mod.hashing_totals()
+    for _ in range(3):
+        mm.verify_component("text_ocr")
+        mm.cache_key_for("text_ocr", producer_version="1.0.0", schema_version="3")
+    assert digest_mod.hashing_totals() - before == digest_mod.HashTotals(0, 0)

@@ -18,9 +18,18 @@ almost nothing and pulls in no runtime, database or model library.
 True
 """
 
+import os
+
 import lazy_loader
 
 __version__ = "0.1.0"
+
+# The child of a guarded process stays offline whatever it imports of the package first
+# (R-NET-2; the one setting read at import, see modelmanager.offline.guard).
+if os.environ.get("MODELMANAGER_OFFLINE_GUARD") == "1":
+    from modelmanager.offline import guard as _guard
+
+    _guard.install_if_inherited()
 
 # The public names and where they live are listed once, in __init__.pyi (read by type
 # checkers too); each loads on first access, so importing the package costs almost nothing.

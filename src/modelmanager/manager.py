@@ -6,6 +6,12 @@
 'sha256:…'
 >>> mm.cache_key_for("text_ocr", producer_version="1.2.0", schema_version="3").key
 'sha256:…'
+
+A cache key is given only for weights that check now (R-FAIL-1): ``cache_key_for``
+first checks every local weights file of the component against the mapping
+(:meth:`ModelManager.verify_component`: a stat and a digest-cache lookup per
+file while it is unchanged), so a run that would reuse cached results of weights
+that changed or went missing fails that component instead.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from modelmanager.config import Settings, require_models_root
 from modelmanager.errors import (
     ConfigurationInvalid,
     InvalidRunContext,
+    ModelArtifactMissing,
     ModelManagerError,
     ModelMappingMissing,
+    StorageUnavailable,
 )
 from modelmanager.mapping.signature import CacheKey, cache_key, model_signature
 from modelmanager.mapping.spec import (
@@ -36,7 +44,14 @@ from modelmanager.mapping.spec import (
     parse_mapping,
 )
 from modelmanager.runtimes import Runtime, RuntimeFactory, default_runtime
-from modelmanager.weights.digest import CachedRow, Digest, DigestCache, Digester, HashProgress
+from modelmanager.weights.digest import (
+    CachedRow,
+    Digest,
+    DigestCache,
+    Digester,
+    HashProgress,
+    fingerprint,
+)
 from modelmanager.weights.locate import (
     about,
     annotate,
@@ -110,13 +125,13 @@ class ModelManager:
         )
         self._settings = settings
         _stay_offline()  # always offline while the manager is in use (R-NET-1)
-        offline.allow(
-            host
+        offline.allow(  # the mapping's Triton endpoints: their host:port only (R-NET-2)
+            endpoint
             for roles in self.mapping.components.values()
             for spec in roles.values()
             if spec.triton is not None
             for url in (spec.triton.http_url, spec.triton.grpc_url)
-            if url is not None and (host := offline.host_of(url)) is not None
+            if url is not None and (endpoint := offline.endpoint_of(url)) is not None
         )
         root = models_root if models_root is not None else self.settings.models_root
         self.models_root = None if root is None else Path(root).absolute()
@@ -127,6 +142,8 @@ class ModelManager:
         self._cache_rows: dict[str, CachedRow] | None = None
         self._weights_paths: dict[str, str] = {}
         self._verified: dict[tuple[str, str], Digest] = {}
+        # (path, stat fingerprint) of a verified file, as the digest cache vouched for it
+        self._verified_stats: dict[tuple[str, str], tuple[str, tuple[int, ...]]] = {}
         self._used_fields: dict[str, list[dict[str, Any]]] = {}
         self._models_used: dict[str, list[ModelUsed]] = {}
         self._signatures: dict[str, str] = {}
@@ -148,23 +165,39 @@ class ModelManager:
     def resolve(self, component: str, role: str) -> ResolvedModelSpec:
         """The spec of (component, role), its local weights located and verified.
 
-        Verification happens once per manager; Triton entries are not verified
-        (their repository may live on another host, R-DIG-2).
+        Verification happens once per manager (:meth:`verify_component` checks
+        again); Triton entries are not verified (their repository may live on
+        another host, R-DIG-2).
 
         Raises:
             ModelMappingMissing: the mapping has no such component or role.
-            ModelArtifactMissing: the local file or directory does not exist.
-            InvalidModelSpec: the artifact path leaves models_root through a symlink.
+            ModelArtifactMissing: the local file or directory does not exist, or cannot
+                be opened as the model (a path component that is a file, a symlink loop).
+            StorageUnavailable: the disk refused to read it (permission, I/O error).
+            InvalidModelSpec: the artifact path leaves models_root through a symlink, or
+                the weights break a rule of R-DIG (an ONNX file with external data, ...).
             WeightsDigestMismatch: the weights hash to another digest (R-DIG-3).
         """
         spec = self._spec(component, role)
         if spec.local_artifact is not None and (component, role) not in self._verified:
-            found = self._cached_digest(spec, spec.local_artifact)
-            if found is not None and found.digest == spec.weights_digest:
-                self._verified[(component, role)] = found
-            else:  # the general path: hashes what it must, raises what it finds
-                self._verify([spec])
+            self._check_weights(spec)
         return spec
+
+    def verify_component(self, component: str) -> None:
+        """Check the local weights of every role of ``component`` against the mapping, now.
+
+        Unlike :meth:`resolve`, this checks again each time: while a file is unchanged
+        that costs a stat and a digest-cache lookup, no byte read; a changed file is
+        hashed. :meth:`cache_key_for` calls it, so no key (and no cached result) is
+        given for weights that are missing or changed (R-FAIL-1).
+
+        Raises:
+            ModelMappingMissing: the mapping has no such component.
+            ModelManagerError: what :meth:`resolve` raises for a role's weights.
+        """
+        for spec in self._roles(component).values():
+            if spec.local_artifact is not None:
+                self._check_weights(spec)
 
     def artifact_path(self, spec: ResolvedModelSpec) -> Path:
         """Absolute path of the spec's local weights (file or directory model).
@@ -187,7 +220,7 @@ class ModelManager:
         """Locate and verify the local artifacts of ``components`` (default: all), in parallel.
 
         Returns (spec, digest) for each local spec, in mapping order. Raises the
-        first failure in mapping order (see :meth:`resolve`).
+        first failure in mapping order (see :meth:`resolve`); never a bare OSError.
         """
         for component in components or ():
             self._roles(component)  # unknown → model_mapping_missing
@@ -223,7 +256,13 @@ class ModelManager:
         local = None if spec.local_artifact is None else self.artifact_path(spec)
         handle = self._runtime_factory(spec, local)
         with about(spec):
-            handle.open()
+            try:
+                handle.open()
+            except ModelManagerError:
+                raise
+            except OSError as exc:  # a backend reading the weights itself
+                path = exc.filename or local or spec.local_artifact
+                raise StorageUnavailable.from_os_error(exc, "opening the model", path) from exc
         self._runtimes[key] = handle
         return handle
 
@@ -294,14 +333,19 @@ class ModelManager:
     ) -> CacheKey:
         """The idempotency / cache key of ``component`` in this run (R-SIG-3).
 
+        The component's local weights are checked first (:meth:`verify_component`), so
+        a key is never given for weights that are missing or changed.
+
         Raises:
             ConfigurationInvalid: the manager was made without a run context.
+            ModelManagerError: what :meth:`verify_component` raises.
         """
         if self.run_context is None:
             raise ConfigurationInvalid(
                 "a cache key needs the run context; this manager was made without one",
                 component=component,
             )
+        self.verify_component(component)
         return cache_key(
             self.run_context,
             component=component,
@@ -348,10 +392,12 @@ class ModelManager:
     def _root(self) -> Path:
         return require_models_root(self.models_root)
 
-    def _cached_digest(self, spec: ResolvedModelSpec, relpath: str) -> Digest | None:
+    def _cached_digest(
+        self, spec: ResolvedModelSpec, relpath: str
+    ) -> tuple[Digest, os.stat_result] | None:
         """The weights' digest from the digest cache, for a regular file inside models_root
-        whose stat is unchanged; None where :meth:`_verify` must decide (a miss, a
-        directory model, a path that leaves models_root, anything unusual)."""
+        whose stat is unchanged, with that stat; None where :meth:`_verify` must decide (a
+        miss, a directory model, a path that leaves models_root, anything unusual)."""
         digester = self.digester
         if digester.cache is None or self.models_root is None:
             return None
@@ -371,7 +417,31 @@ class ModelManager:
         found = real_path_and_stat(path)
         if found is None or self._real_root is None or not is_inside(found[0], self._real_root):
             return None  # _verify decides, and raises naming the field
-        return digester.cached(path, found[1], self._cache_rows)
+        digest = digester.cached(path, found[1], self._cache_rows, onnx=spec.engine != "torch")
+        return None if digest is None else (digest, found[1])
+
+    def _check_weights(self, spec: ResolvedModelSpec) -> None:
+        """Verify the spec's weights now: from the digest cache while the file's stat is
+        unchanged, else by :meth:`_verify`. A failure also drops any earlier trust."""
+        key = (spec.component_name, spec.role)
+        assert spec.local_artifact is not None
+        seen = self._verified_stats.pop(key, None)
+        if seen is not None and key in self._verified:
+            # Checked before in this manager: the very same file, unchanged, is one stat.
+            try:
+                unchanged = fingerprint(os.stat(seen[0])) == seen[1]
+            except OSError:
+                unchanged = False
+            if unchanged:
+                self._verified_stats[key] = seen
+                return
+        found = self._cached_digest(spec, spec.local_artifact)
+        if found is not None and found[0].digest == spec.weights_digest:
+            self._verified[key] = found[0]
+            self._verified_stats[key] = (found[0].path, fingerprint(found[1]))
+            return
+        self._verified.pop(key, None)
+        self._verify([spec])  # the general path: hashes what it must, raises what it finds
 
     def _locate(self, spec: ResolvedModelSpec) -> Path:
         """The artifact's path, refused if its real location leaves models_root."""
@@ -392,15 +462,28 @@ class ModelManager:
         for spec in specs:
             with about(spec):
                 paths.append(self._locate(spec))
+        onnx_models = [p for s, p in zip(specs, paths, strict=True) if s.engine != "torch"]
         try:
-            digests = self.digester.digest_many(paths, progress=progress)
+            digests = self.digester.digest_many(paths, progress=progress, onnx_models=onnx_models)
         except ModelManagerError as exc:
+            if isinstance(exc, ModelArtifactMissing):
+                self._say_if_root_is_missing(exc)
             annotate(exc, _owner(exc, specs, paths))
             raise
         for spec, digest in zip(specs, digests, strict=True):
             with about(spec):
                 digest.check(spec.weights_digest)
             self._verified[(spec.component_name, spec.role)] = digest
+        if self._cache_rows is not None and self.digester.cache is not None:
+            # Rows stored just now: the next check of these files is a fast one again.
+            self._cache_rows.update(self.digester.cache.lookup_many([d.path for d in digests]))
+
+    def _say_if_root_is_missing(self, exc: ModelArtifactMissing) -> None:
+        """Name models_root in ``exc`` where it is models_root itself that is missing."""
+        root = self.models_root
+        if root is not None and not root.is_dir() and "models_root" not in exc.message:
+            exc.message += f" (models_root {root} does not exist)"
+            exc.args = (exc.message,)
 
 
 def _stay_offline() -> None:

@@ -163,6 +163,24 @@ def test_missing_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
         _open()
 
 
+def test_an_import_interrupted_by_a_signal_is_no_missing_onnxruntime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """issue 12: Ctrl-C or SIGTERM while onnxruntime's extension initialises surfaces as an
+    ImportError raised from the KeyboardInterrupt (pybind11); it stays an interrupt, never
+    ``onnxruntime_missing`` (a run would record a failed component, not its interruption)."""
+
+    class Interrupted:
+        def find_spec(self, name: str, *args: object) -> None:
+            if name == "onnxruntime":
+                raise ImportError("initialization failed") from KeyboardInterrupt()
+
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    monkeypatch.setattr(sys, "meta_path", [Interrupted(), *sys.meta_path])
+    with pytest.raises(KeyboardInterrupt):
+        _open()
+
+
 def test_closed_handle_refuses_to_infer() -> None:
     mm = _manager()
     spec = mm.resolve("frames", "encoder")
@@ -170,3 +188,51 @@ def test_closed_handle_refuses_to_infer() -> None:
     with pytest.raises(ModelInferFailed, match="not open"):
         handle({"pixels": np.ones((1, 3, 8, 8), np.float32)})
     assert not handle.health().ok
+
+
+# --- issue 12: an ONNX model with external data, mapped as a directory model ---------------
+
+
+def _directory_manager(root: Path, artifact: str = "m") -> ModelManager:
+    from modelmanager.weights.digest import Digester
+
+    entry = onnx_entry(
+        model_name="matmul",
+        weights_digest=Digester().digest(root / artifact).digest,
+        artifacts={"onnx_path": artifact},
+    )
+    return ModelManager(None, {"components": {"mm": {"model": entry}}}, models_root=root)
+
+
+def test_a_directory_model_runs_its_onnx_file_with_its_external_data(tmp_path: Path) -> None:
+    """issue 12: ``onnx_path`` naming a directory loads the one .onnx file at its top level,
+    whose external data the directory digest covers."""
+    from tests.weights.onnx_models import WEIGHTS, save_with_external_data
+
+    save_with_external_data(tmp_path / "models" / "m")
+    mm = _directory_manager(tmp_path / "models")
+    handle = mm.get_runtime(mm.resolve("mm", "model"))
+    x = np.eye(4, dtype=np.float32)
+    np.testing.assert_allclose(handle({"x": x})["y"], WEIGHTS)
+    assert handle.metadata().inputs[0].name == "x"
+
+
+@pytest.mark.parametrize("onnx_files", [0, 2])
+def test_a_directory_model_needs_exactly_one_top_level_onnx_file(
+    tmp_path: Path, onnx_files: int
+) -> None:
+    """issue 12: which file to load is never guessed."""
+    from tests.weights.onnx_models import matmul_model
+
+    model = tmp_path / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "README").write_bytes(b"x")
+    for i in range(onnx_files):
+        onnx.save_model(matmul_model(), str(model / f"model{i}.onnx"))
+    mm = _directory_manager(tmp_path / "models")
+    with pytest.raises(InvalidModelSpec, match="exactly one") as info:
+        mm.get_runtime(mm.resolve("mm", "model"))
+    assert (info.value.fields["component"], info.value.fields["field"]) == (
+        "mm",
+        "artifacts.onnx_path",
+    )

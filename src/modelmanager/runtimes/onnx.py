@@ -5,6 +5,11 @@ CUDA on device N; engine ``tensorrt`` → TensorRT (then CUDA for the nodes
 TensorRT does not take). A provider that is not installed, or that the
 session did not take, is ``device_unavailable``: onnxruntime itself would
 only warn and run on the CPU.
+
+A model that keeps tensors in external data files is a directory model (R-DIG):
+``onnx_path`` names its directory, whose digest covers the data, and the session
+opens the one ``*.onnx`` file at the directory's top level; onnxruntime reads the
+external data from beside it.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ from typing import Any
 
 from modelmanager.errors import (
     DeviceUnavailable,
+    InvalidModelSpec,
     ModelInferFailed,
     ModelLoadFailed,
     OnnxRuntimeMissing,
+    StorageUnavailable,
 )
 from modelmanager.mapping.spec import ResolvedModelSpec, TensorSpec
 from modelmanager.runtimes.base import Health, RuntimeMetadata, Tensors, check_io
 
-__all__ = ["OnnxDescription", "OnnxRuntime", "describe_onnx", "providers_for"]
+__all__ = ["OnnxDescription", "OnnxRuntime", "describe_onnx", "model_file", "providers_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +66,44 @@ def providers_for(spec: ResolvedModelSpec) -> list[tuple[str, dict[str, Any]]]:
     return [cuda]
 
 
+def model_file(spec: ResolvedModelSpec, model_path: Path) -> Path:
+    """The ONNX file to open for ``model_path``: itself, or for a directory model the one
+    ``*.onnx`` file at its top level.
+
+    Raises:
+        InvalidModelSpec: a directory model holds no or several top-level ``*.onnx`` files.
+        StorageUnavailable: the directory cannot be listed.
+    """
+    if not model_path.is_dir():
+        return model_path
+    try:
+        found = sorted(
+            p.name for p in model_path.iterdir() if p.name.lower().endswith(".onnx") and p.is_file()
+        )
+    except OSError as exc:
+        raise StorageUnavailable.from_os_error(
+            exc, "listing the directory model", model_path
+        ) from exc
+    if len(found) != 1:
+        listed = f" ({', '.join(found)})" if found else ""
+        raise InvalidModelSpec(
+            f"{spec.component_name}/{spec.role}: directory model {model_path} must hold exactly "
+            f"one .onnx file at its top level, the model to open; it holds {len(found)}{listed}",
+            component=spec.component_name,
+            role=spec.role,
+            field="artifacts.onnx_path",
+            path=str(model_path),
+        )
+    return model_path / found[0]
+
+
 class OnnxRuntime:
     """An onnxruntime session for one spec.
 
     Args:
         spec: a resolved in-process spec with engine onnx or tensorrt.
-        model_path: the verified local ONNX file.
+        model_path: the verified local ONNX file, or the directory model holding it
+            and its external data.
         intra_op_threads: onnxruntime's intra-op thread count (0 = its default).
     """
 
@@ -102,21 +141,19 @@ class OnnxRuntime:
                 device=spec.device,
                 provider=wanted,
             )
+        path = model_file(spec, self.model_path)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = self.intra_op_threads
         started = time.perf_counter()
         try:
-            session = ort.InferenceSession(
-                str(self.model_path), sess_options=options, providers=providers
-            )
+            session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own pybind classes
             raise ModelLoadFailed(
-                f"{spec.component_name}/{spec.role}: onnxruntime cannot load "
-                f"{self.model_path}: {exc}",
+                f"{spec.component_name}/{spec.role}: onnxruntime cannot load {path}: {exc}",
                 component=spec.component_name,
                 role=spec.role,
-                path=str(self.model_path),
+                path=str(path),
             ) from exc
         if session.get_providers()[0] != wanted:
             raise DeviceUnavailable(
@@ -225,10 +262,27 @@ def _import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
+        interrupt = _interrupt_behind(exc)
+        if interrupt is not None:
+            # Ctrl-C or SIGTERM while the import ran: pybind11 reports an exception raised
+            # in a module's initialisation as an ImportError from it; this is no missing package.
+            raise interrupt from None
         raise OnnxRuntimeMissing(
             "onnxruntime is not installed: pip install 'modelmanager[onnx]'"
         ) from exc
     return onnxruntime
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that ``exc`` was raised from (its cause or context), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _tensor(node: Any) -> TensorSpec:

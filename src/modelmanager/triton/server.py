@@ -52,6 +52,7 @@ from collections import deque
 from pathlib import Path
 from types import TracebackType
 
+from modelmanager import offline
 from modelmanager.errors import ConfigurationInvalid, TritonUnavailable
 
 __all__ = ["INSTALL_HINT", "TritonServer", "find_tritonserver"]
@@ -177,7 +178,8 @@ class TritonServer:
                 "--exit-timeout-secs=10",
             ]
             logger.info("starting %s", " ".join(command))
-            with open(self.log_path, "ab") as log:
+            # The network guard refuses programs it cannot see into; this one is ours.
+            with open(self.log_path, "ab") as log, offline.allow_child_process(binary):
                 self._process = subprocess.Popen(
                     command,
                     stdin=subprocess.DEVNULL,
