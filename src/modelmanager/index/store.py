@@ -419,7 +419,6 @@ def _component_fields(row: ComponentRunRow) -> dict[str, Any]:
     return {name: getattr(row, name) for name in ComponentRunRow.__dataclass_fields__}
 
 
-
 def _worker_gone(worker: str | None) -> bool:
     """Whether ``worker`` (``host:pid:nonce``) ran on this host under a pid that is gone."""
     host, _, rest = (worker or "").partition(":")
