@@ -39,6 +39,7 @@ STABLE_CODES = {
     "run_interrupted",
     "lease_lost",
     "artifact_path_unsafe",
+    "video_deleted",
 }
 BAD_INPUT = {
     "invalid_model_spec",

@@ -95,6 +95,9 @@ from .errors import (
     TritonUnavailable as TritonUnavailable,
 )
 from .errors import (
+    VideoDeleted as VideoDeleted,
+)
+from .errors import (
     WeightsDigestMismatch as WeightsDigestMismatch,
 )
 from .index.store import RunStore as RunStore

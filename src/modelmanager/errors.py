@@ -38,7 +38,8 @@ actual digest, ...) travel in ``error.fields``.
     ├── NetworkAccessBlocked        network_access_blocked    (never an OSError: not retried)
     ├── LintPathMissing             lint_path_missing         (bad input)
     ├── ArtifactRootMissing         artifact_root_missing     (bad input)
-    └── DeletionBlocked             deletion_blocked
+    ├── DeletionBlocked             deletion_blocked
+    └── VideoDeleted                video_deleted             (a delete-video won the race: nothing published)
 
 ``ModelArtifactMissing`` is also a ``FileNotFoundError`` so that ``except
 OSError`` callers see it; nothing that a library might retry on (a connection
@@ -84,6 +85,7 @@ __all__ = [
     "TritonInferFailed",
     "TritonModelNotFound",
     "TritonUnavailable",
+    "VideoDeleted",
     "WeightsDigestMismatch",
     "hint_for",
 ]
@@ -352,6 +354,13 @@ class DeletionBlocked(ModelManagerError):
     code = "deletion_blocked"
 
 
+class VideoDeleted(ModelManagerError):
+    """The video was deleted (``delete-video``) while this run computed it: a deletion wins,
+    so nothing of the video is published after its audit row (the artifact is removed)."""
+
+    code = "video_deleted"
+
+
 ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
     cls.code: cls
     for cls in (
@@ -386,6 +395,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         LintPathMissing,
         ArtifactRootMissing,
         DeletionBlocked,
+        VideoDeleted,
     )
 }
 
@@ -421,11 +431,50 @@ _HINTS: dict[str, str] = {
     "lint_path_missing": "Check the paths; directories are walked for *.py.",
     "artifact_root_missing": "Point MODELMANAGER_ARTIFACT_ROOT at the directory the runs wrote to; nothing was deleted.",
     "deletion_blocked": "Retry when the video's runs have finished, or pass --force if they are dead workers' runs.",
+    "video_deleted": "The video was deleted while this run computed it; nothing of it was published. Run it again only if the video is to be processed anew.",
     "component_failed": "A bug or bad input in the component itself; see the cause below.",
 }
 
 
+# Hints for an error that carries a certain field: more precise than its code's. The
+# first (code, field) the error has wins.
+_FIELD_HINTS: dict[tuple[str, str], str] = {
+    ("configuration_invalid", "sample"): "Pass a sample directory holding sample.json, sample.wav "
+    "and frames.npz (examples/sample is one; scripts/make_sample_video.py writes one).",
+    ("configuration_invalid", "usage"): "Check the command line: `{command} --help` lists the "
+    "arguments and options.",
+    (
+        "configuration_invalid",
+        "path",
+    ): "Check the paths: each must be an existing file or directory.",
+}
+_DUPLICATE_RUN_ID_HINT = (
+    "Run {run_id!r} is already in the run index: choose another --run-id, or leave it out "
+    "for a new random one."
+)
+
+
 def hint_for(error: ModelManagerError) -> str | None:
-    """What a user can do about ``error``: its own ``hint`` field, else its code's; or None."""
-    hint = error.fields.get("hint")
-    return str(hint) if hint else _HINTS.get(error.code)
+    """What a user can do about ``error``: its own ``hint`` field, else one built from its
+    fields (a missing sample, a usage error, a duplicate run id), else its code's; or None."""
+    fields = error.fields
+    hint = fields.get("hint")
+    if hint:
+        return str(hint)
+    if _is_duplicate_run_id(error):
+        return _DUPLICATE_RUN_ID_HINT.format(run_id=fields["run_id"])
+    for (code, field), text in _FIELD_HINTS.items():
+        if error.code == code and field in fields:
+            return text.format(command=fields.get("command", "modelmanager"))
+    return _HINTS.get(error.code)
+
+
+def _is_duplicate_run_id(error: ModelManagerError) -> bool:
+    """A run index that refused a run because its ``run_id`` is taken: a DatabaseError
+    naming the ``run_id``, caused by the database's integrity check (not a lost connection)."""
+    return (
+        error.code == DatabaseError.code
+        and "run_id" in error.fields
+        and not error.transient
+        and type(error.__cause__).__name__ == "IntegrityError"
+    )

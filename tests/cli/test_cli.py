@@ -123,10 +123,10 @@ def test_digest_command(tmp_path: Path) -> None:
     assert "3 bytes" in text
 
 
-def test_digest_missing_file_exit_1(tmp_path: Path) -> None:
+def test_digest_missing_file_is_bad_input(tmp_path: Path) -> None:
     result = run("digest", tmp_path / "nope")
-    assert result.exit_code == 1
-    assert "[model_artifact_missing]" in result.output
+    assert result.exit_code == 2
+    assert "[configuration_invalid]" in result.output
 
 
 def _write_json(path: Path, doc: Any) -> Path:

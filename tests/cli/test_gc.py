@@ -111,14 +111,22 @@ def test_orphans_report_and_fix(cli_history: History) -> None:
     h.write("stray/file.bin", b"1234")
     (h.root / h.store.component_runs("r5")[0].artifact_path).unlink()  # type: ignore[operator]
     report = run("orphans")
-    assert report.exit_code == 0, report.output
+    assert report.exit_code == 1, report.output  # found some, --fix not given
     assert "unknown file  stray/file.bin" in report.output
     assert "missing artifact" in report.output
     assert "run with --fix" in report.output
-    fixed = json.loads(run("orphans", "--fix", "--json").output)
+    found = run("orphans", "--json")
+    assert found.exit_code == 1
+    assert json.loads(found.stdout)["unknown_files"] == ["stray/file.bin"]
+    fixing = run("orphans", "--fix", "--json")
+    assert fixing.exit_code == 0, fixing.output
+    fixed = json.loads(fixing.stdout)
     assert (fixed["fixed"], fixed["rows_invalidated"]) == (True, 1)
     assert fixed["unknown_files"] == ["stray/file.bin"]
-    assert "no orphans" in run("orphans").output
+    clean = run("orphans")
+    assert clean.exit_code == 0
+    assert "no orphans" in clean.output
+    assert "--fix" in run("orphans", "--help").output
 
 
 def test_bad_artifact_root_and_unreachable_database(

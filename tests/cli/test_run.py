@@ -139,3 +139,123 @@ def test_verify_artifacts_takes_stat_or_full(
     help_text = runner.invoke(app, ["run", "--help"], terminal_width=200).output
     assert "--verify-artifacts" in help_text
     assert "re-hashes" in help_text
+
+
+def _profile_with(
+    source: Path, target: Path, renames: dict[str, str], keep: set[str] | None = None
+) -> Path:
+    """A copy of the profile ``source`` with components renamed (and only ``keep``, if given)."""
+    import yaml
+
+    from modelmanager.mapping.sources import load_document
+
+    document = load_document(source)
+    document["components"] = {
+        renames.get(name, name): roles
+        for name, roles in document["components"].items()
+        if keep is None or name in keep
+    }
+    target.write_text(yaml.safe_dump(document, sort_keys=False))
+    return target
+
+
+def test_a_misspelled_profile_component_is_bad_input_before_any_run(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    typo = _profile_with(profile, tmp_path / "typo.yaml", {"text_ocr": "text_ocrr"})
+    args = ["run", str(typo), str(REPO / "examples/sample"), "--models-root", str(root)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)
+    assert error["error_code"] == "invalid_model_spec"
+    assert (error["component"], error["suggestion"]) == ("text_ocrr", "text_ocr")
+    assert "did you mean 'text_ocr'?" in error["error"]
+    text = runner.invoke(app, args)
+    assert text.exit_code == 2
+    assert "text_ocrr" in text.stderr
+    assert "hint: Rename 'text_ocrr' to 'text_ocr'" in text.stderr
+    listed = runner.invoke(app, ["runs", "list", "--json"])
+    # No run was started: not even the run index was created.
+    assert json.loads(listed.stdout)["error_code"] == "database_error"
+
+
+def test_a_profile_with_every_component_misspelled_runs_nothing(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    renames = {"audio_vad": "audio-vad", "text_ocr": "textocr", "frame_safety": "frame_saftey"}
+    typos = _profile_with(profile, tmp_path / "typos.yaml", renames)
+    result = runner.invoke(
+        app,
+        ["run", str(typos), str(REPO / "examples/sample"), "--models-root", str(root), "--json"],
+    )
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)
+    assert error["error_code"] == "invalid_model_spec"
+    assert error["components"] == ["audio-vad", "textocr", "frame_saftey"]
+    for typo, known in renames.items():
+        assert f"{known!r} (did you mean {typo!r}?)" in error["error"]
+
+
+def test_the_example_profile_names_components_no_pipeline_component_consumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    copy = tmp_path / "profile.yaml"
+    copy.write_text((REPO / "examples/profile.yaml").read_text())
+    result = runner.invoke(app, ["run", str(copy), str(REPO / "examples/sample"), "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)
+    assert error["error_code"] == "invalid_model_spec"
+    assert "frame_features" in error["components"]
+    assert "text_ocr" not in error["components"]
+
+
+def test_a_pipeline_component_the_profile_lacks_is_not_run(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    only_vad = _profile_with(profile, tmp_path / "vad.yaml", {}, keep={"audio_vad"})
+    result = runner.invoke(
+        app,
+        ["run", str(only_vad), str(REPO / "examples/sample"), "--models-root", str(root), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert [c["component"] for c in json.loads(result.stdout)["components"]] == ["audio_vad"]
+
+
+def test_a_missing_sample_has_its_own_hint(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    missing = tmp_path / "nope"
+    args = ["run", str(profile), str(missing), "--models-root", str(root)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "hint: Pass a sample directory holding sample.json" in result.stderr
+    assert "MODELMANAGER_" not in result.stderr
+    error = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert (error["error_code"], error["sample"]) == ("configuration_invalid", str(missing))
+
+
+def test_a_duplicate_run_id_hints_at_another_run_id(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    only_vad = _profile_with(profile, tmp_path / "vad.yaml", {}, keep={"audio_vad"})
+    args = ["run", str(only_vad), str(REPO / "examples/sample"), "--models-root", str(root)]
+    first = runner.invoke(app, [*args, "--run-id", "run-twice"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, [*args, "--run-id", "run-twice"])
+    assert again.exit_code == 1, again.output
+    assert "[database_error]" in again.stderr
+    assert "choose another --run-id" in again.stderr
+    assert "MODELMANAGER_DATABASE_URL" not in again.stderr
+    error = json.loads(runner.invoke(app, [*args, "--run-id", "run-twice", "--json"]).stdout)
+    assert (error["error_code"], error["run_id"]) == ("database_error", "run-twice")

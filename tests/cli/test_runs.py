@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,14 @@ from typer.testing import CliRunner
 from modelmanager.cli import app
 from modelmanager.index import RunStore
 from tests.conftest import EXAMPLES
-from tests.runner_components import FrameFeatures, SceneStats, frames, make_runner, mapping
+from tests.runner_components import (
+    Broken,
+    FrameFeatures,
+    SceneStats,
+    frames,
+    make_runner,
+    mapping,
+)
 
 runner = CliRunner()
 
@@ -72,6 +80,42 @@ def test_explain_unknown_run(runs: RunStore) -> None:
     result = run("explain", "run-1", "run-9")
     assert result.exit_code == 2
     assert "[run_not_found]" in result.output
+
+
+def test_explain_an_unknown_component_is_bad_input_naming_it(runs: RunStore) -> None:
+    result = run("explain", "-c", "nope", "run-1", "run-2", "--json")
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)
+    assert (error["error_code"], error["component"]) == ("model_mapping_missing", "nope")
+    assert "'nope'" in error["error"]
+    assert run("explain", "-c", "nope", "run-1", "run-2").exit_code == 2
+
+
+def test_runs_show_and_the_run_table_print_a_failed_components_message(
+    store: RunStore, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from modelmanager.cli.run import run_table
+
+    monkeypatch.setenv("MODELMANAGER_DATABASE_URL", store_url)
+    monkeypatch.setenv("MODELMANAGER_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    result = make_runner(store, tmp_path / "artifacts", "run-broken").run(
+        [FrameFeatures(), Broken()], {"frames": frames()}
+    )
+    console = Console(width=400, record=True, file=io.StringIO())
+    console.print(run_table(result))
+    table = console.export_text()
+    assert "[component_failed]" in table
+    assert "division by zero in the component" in table
+    shown = run("runs", "show", "run-broken")
+    assert shown.exit_code == 0, shown.output
+    assert "[component_failed]" in shown.output
+    assert "division by zero in the component" in shown.output
+    doc = json.loads(run("runs", "show", "run-broken", "--json").stdout)
+    broken = next(c for c in doc["components"] if c["component"] == "scene_stats")
+    assert broken["error_code"] == "component_failed"
+    assert "division by zero in the component" in broken["error"]
 
 
 def test_database_profile_is_a_mapping_source(

@@ -2,7 +2,8 @@
 
 Exit codes everywhere (D10): 0 ok, 1 the operation failed (error code
 printed), 2 bad input. Every command has ``--json``; with it, stdout holds one
-JSON document, errors included (``{"error_code": ..., ...}``).
+JSON document, errors included (``{"error_code": ..., ...}``), usage errors too
+(``configuration_invalid``, see ``_common.JsonUsageGroup``).
 
     app.py        the assembled command (entry point ``main``)
     _common.py    consoles, shared options, error reporting

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer import _click as click  # the click typer runs on (its own copy since typer 0.26)
+from typer.core import TyperGroup
 
-from modelmanager.errors import ModelManagerError, hint_for
+from modelmanager.errors import ConfigurationInvalid, ModelManagerError, hint_for
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,11 +23,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ComponentOption",
     "JsonOption",
+    "JsonUsageGroup",
     "ModelsRootOption",
     "SourceArgument",
     "command_group",
     "open_run_store",
     "plain_table",
+    "report",
     "reported",
     "stderr",
     "stdout",
@@ -71,11 +75,73 @@ ModelsRootOption = Annotated[
 ]
 
 
+_JSON_FLAG = "--json"
+_JSON_META = "modelmanager.json"
+
+
+class JsonUsageGroup(TyperGroup):
+    """A typer group whose usage errors (a missing argument, an unknown option, a bad
+    choice) follow the project's contract when ``--json`` is among the arguments: one
+    JSON document on stdout (``configuration_invalid``, exit 2) instead of click's usage
+    text. Without ``--json`` click's usage text stays, with its exit 2.
+
+    The root group's ``invoke`` covers the subcommands too: a subcommand's arguments are
+    parsed (``make_context``) inside its group's ``invoke``.
+    """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        as_json = _JSON_FLAG in args or (parent is not None and _wants_json(parent))
+        with _usage_errors_as_json(as_json):
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta[_JSON_META] = as_json
+        return ctx
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors_as_json(_wants_json(ctx)):
+            return super().invoke(ctx)
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    return bool(ctx.meta.get(_JSON_META)) or _JSON_FLAG in _pending_args(ctx)
+
+
+def _pending_args(ctx: click.Context) -> Sequence[str]:
+    protected = getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", [])
+    return [*protected, *ctx.args]
+
+
+@contextmanager
+def _usage_errors_as_json(as_json: bool) -> Iterator[None]:
+    """Report a click usage error as ``configuration_invalid`` JSON (exit 2) under ``--json``."""
+    try:
+        yield
+    except click.ClickException as exc:
+        if not as_json:
+            raise
+        ctx = getattr(exc, "ctx", None)
+        param = getattr(exc, "param", None)
+        error = ConfigurationInvalid(
+            exc.format_message(),
+            usage=ctx.get_usage().removeprefix("Usage: ") if ctx is not None else None,
+            command=ctx.command_path if ctx is not None else None,
+            param=getattr(param, "name", None),
+        )
+        report(error, as_json=True)
+        raise typer.Exit(error.exit_code) from None
+
+
 def command_group(help: str, name: str | None = None) -> typer.Typer:
     """A typer app (the command or one of its groups) with the project's settings."""
     return typer.Typer(
         name=name,
         help=help,
+        cls=JsonUsageGroup,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
@@ -91,24 +157,34 @@ def reported(as_json: bool) -> Iterator[None]:
     try:
         yield
     except ModelManagerError as exc:
-        if as_json:
-            stdout.print_json(data=exc.to_dict())
-        else:
-            from rich.markup import escape
-
-            stderr.print(f"[bold red]error[/] {escape(str(exc))}")
-            hint = hint_for(exc)
-            if hint:
-                stderr.print(f"  hint: {hint}", markup=False)
+        report(exc, as_json=as_json)
         raise typer.Exit(exc.exit_code) from None
 
 
-def open_run_store(settings: Settings | None = None) -> RunStore:
-    """The run index of the settings (``MODELMANAGER_DATABASE_URL``), migrated if it must be."""
+def report(exc: ModelManagerError, *, as_json: bool) -> None:
+    """Print ``exc``: as one JSON document on stdout, or ``error [code] message`` and its
+    hint on stderr."""
+    if as_json:
+        stdout.print_json(data=exc.to_dict())
+        return
+    from rich.markup import escape
+
+    stderr.print(f"[bold red]error[/] {escape(str(exc))}")
+    hint = hint_for(exc)
+    if hint:
+        stderr.print(f"  hint: {hint}", markup=False)
+
+
+def open_run_store(settings: Settings | None = None, *, create: bool = True) -> RunStore:
+    """The run index of the settings (``MODELMANAGER_DATABASE_URL``), migrated if it must be.
+
+    Read-only commands pass ``create=False``: a database without a run index is left
+    untouched and a DatabaseError says so (hint: ``modelmanager db upgrade``).
+    """
     from modelmanager.config import Settings
     from modelmanager.index import RunStore
 
-    return RunStore.open((settings or Settings()).resolved_database_url)
+    return RunStore.open((settings or Settings()).resolved_database_url, create=create)
 
 
 def plain_table(*columns: str, wrap: Collection[str] = ()) -> Table:

@@ -32,7 +32,7 @@ from modelmanager.errors import ConfigurationInvalid
 if TYPE_CHECKING:
     from modelmanager.config import Settings
     from modelmanager.index import RunStore
-    from modelmanager.retention import GcReport, RetentionPolicy
+    from modelmanager.retention import GcReport, OrphanReport, RetentionPolicy
 
 __all__ = ["delete_video_command", "gc_command", "orphans_command"]
 
@@ -71,14 +71,14 @@ def gc_command(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Collect old runs: keep the latest successful run per group plus N previous (R-GC-1..3)."""
+    """Collect old runs: keep the latest successful run per group plus N previous."""
     from modelmanager.config import Settings
     from modelmanager.retention import collect_garbage
 
     with reported(as_json):  # the options are checked before the index opens
         settings = Settings()
         policy = _policy(settings, keep_previous, hard_cap_days, temp_ttl_days)
-    with _on_the_index(as_json, settings) as (store, artifact_root, progress):
+    with _on_the_index(as_json, settings, create=not dry_run) as (store, artifact_root, progress):
         report = collect_garbage(
             store,
             artifact_root,
@@ -104,14 +104,21 @@ def orphans_command(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Files under the artifact root that no row knows, and rows whose files are gone."""
+    """Files under the artifact root that no row knows, and rows whose files are gone.
+    Exit 1 when it finds any and --fix was not given (0 when clean or fixed)."""
     from modelmanager.retention import find_orphans
 
-    with _on_the_index(as_json) as (store, artifact_root, progress):
+    with _on_the_index(as_json, create=fix) as (store, artifact_root, progress):
         report = find_orphans(store, artifact_root, fix=fix, progress=progress)
     if as_json:
         stdout.print_json(data=report.to_json_dict())
-        return
+    else:
+        _print_orphans(report, fix)
+    if not report.clean and not fix:
+        raise typer.Exit(1)
+
+
+def _print_orphans(report: OrphanReport, fix: bool) -> None:
     if report.clean:
         stdout.print("no orphans: every file has its row and every row its file", markup=False)
         return
@@ -148,10 +155,10 @@ def delete_video_command(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete every artifact, manifest, temp file and row of one video; audit it (R-GC-4)."""
+    """Delete every artifact, manifest, temp file and row of one video; audit it."""
     from modelmanager.retention import delete_video
 
-    with _on_the_index(as_json) as (store, artifact_root, progress):
+    with _on_the_index(as_json, create=not dry_run) as (store, artifact_root, progress):
         report = delete_video(
             store,
             artifact_root,
@@ -207,16 +214,17 @@ def _policy(
 
 @contextmanager
 def _on_the_index(
-    as_json: bool, settings: Settings | None = None
+    as_json: bool, settings: Settings | None = None, *, create: bool
 ) -> Iterator[tuple[RunStore, Path, Callable[[int, int], None] | None]]:
     """The run index, the artifact root and a file progress bar of ``settings`` (default:
-    the environment's), with errors reported as the command's (:func:`reported`)."""
+    the environment's), with errors reported as the command's (:func:`reported`). A command
+    that changes nothing passes ``create=False``: it never creates a run index."""
     from modelmanager.config import Settings
 
     with reported(as_json):
         settings = Settings() if settings is None else settings
         with (
-            open_run_store(settings) as store,
+            open_run_store(settings, create=create) as store,
             _file_progress("deleting") as progress,
         ):
             yield store, settings.resolved_artifact_root, progress

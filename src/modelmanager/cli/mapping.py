@@ -28,6 +28,7 @@ from modelmanager.cli._common import (
     stderr,
     stdout,
 )
+from modelmanager.errors import ConfigurationInvalid
 
 if TYPE_CHECKING:
     from modelmanager.manager import ModelManager
@@ -120,7 +121,7 @@ def _manager_from(source: str, models_root: Path | None) -> tuple[ModelManager, 
 
     path = Path(source)
     if not path.is_file() and "/" not in source and path.suffix not in {".yaml", ".yml", ".json"}:
-        with open_run_store() as store:
+        with open_run_store(create=False) as store:
             mapping, origin = resolve_mapping(store=store, profile_name=source)
         return ModelManager(None, mapping, models_root=models_root), origin
     document = load_document(source)
@@ -140,7 +141,7 @@ def health(
     as_json: JsonOption = False,
 ) -> None:
     """Open every model of a mapping and check it serves: local sessions load, Triton
-    versions are READY with matching I/O (R-RT-5). Exit 1 if any is not healthy."""
+    versions are READY with matching I/O. Exit 1 if any is not healthy."""
     with reported(as_json):
         mm, _ = _manager_from(source, models_root)
         with mm:
@@ -215,11 +216,16 @@ def digest(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Print the weights_digest of files and directory models (R-DIG-1)."""
+    """Print the weights_digest of files and directory models. A missing path is bad input (exit 2)."""
     from modelmanager.config import Settings
     from modelmanager.weights.digest import DigestCache, Digester
 
     with reported(as_json):
+        missing = [str(path) for path in paths if not path.exists()]
+        if missing:  # bad input (exit 2), as for every command given a path
+            raise ConfigurationInvalid(
+                f"no such file or directory: {', '.join(missing)}", path=missing
+            )
         settings = Settings()
         cache = None if no_cache else DigestCache.in_dir(settings.cache_dir)
         digester = Digester(cache, workers=settings.digest_workers)

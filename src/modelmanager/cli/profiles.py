@@ -83,7 +83,7 @@ def list_profiles(as_json: JsonOption = False) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    with reported(as_json), open_run_store() as store:
+    with reported(as_json), open_run_store(create=False) as store:
         names = store.list_profiles()
         database = store.url
     if as_json:

@@ -4,13 +4,15 @@
                                         [--verify-artifacts stat|full] [--run-id ID] [--json]
 
 Components run are those of :data:`modelmanager.components.REGISTRY` that the
-profile maps; the run index and artifacts are the embedded defaults (or
+profile maps; a profile component that none of them consumes (a misspelling) is
+an error naming the closest known one (``invalid_model_spec``, exit 2), before
+any run starts; the run index and artifacts are the embedded defaults (or
 ``MODELMANAGER_DATABASE_URL`` / ``MODELMANAGER_ARTIFACT_ROOT``). Running it a
 second time on the same sample and profile serves every component from the
 cache. ``--runtime triton`` serves the profile's ONNX models from a local
 Triton server started for the run (:mod:`modelmanager.triton.local`); those
 components get their own signatures and cache keys. Exit 0 when every
-component succeeded, 1 otherwise.
+component succeeded, 1 otherwise, 2 on bad input.
 
 A fully cached run opens no model and re-hashes no artifact whose stat is
 unchanged (``--verify-artifacts full`` re-hashes them), so this module imports
@@ -22,6 +24,7 @@ computed or ``--runtime triton`` is asked for.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Iterable
 from contextlib import ExitStack, nullcontext
 from enum import StrEnum
 from pathlib import Path
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from modelmanager.run.runner import Runner, RunResult
     from modelmanager.store.manifest import ComponentEntry
 
-__all__ = ["run", "run_context_for", "run_table"]
+__all__ = ["known_components", "run", "run_context_for", "run_table"]
 
 
 class RuntimeChoice(StrEnum):
@@ -77,7 +80,7 @@ def run(
     """Run the profile's components over a sample: cached, reproducible, with a manifest."""
     from modelmanager.components import REGISTRY
     from modelmanager.config import Settings, require_models_root
-    from modelmanager.errors import RunInterrupted
+    from modelmanager.errors import ConfigurationInvalid, RunInterrupted
     from modelmanager.index import RunStore
     from modelmanager.manager import ModelManager
     from modelmanager.mapping.sources import resolve_mapping
@@ -90,9 +93,14 @@ def run(
         stack.enter_context(sigterm_as_interrupt())
         mapping, source = resolve_mapping(profile_path=profile)
         components: list[Component] = [
-            REGISTRY[name]() for name in mapping.components if name in REGISTRY
+            REGISTRY[name]() for name in known_components(mapping.components, REGISTRY, profile)
         ]
-        media = load_sample(sample)
+        try:
+            media = load_sample(sample)
+        except ConfigurationInvalid as exc:  # its own field, so its own hint
+            raise ConfigurationInvalid(
+                exc.message, **{**exc.fields, "sample": str(sample)}
+            ) from exc
         context = run_context_for(media.path, run_id)
         inputs = {"audio": media.audio, "sample_rate": media.sample_rate, "frames": media.frames}
         root = models_root if models_root is not None else settings.models_root
@@ -129,6 +137,56 @@ def run(
         _print_result(result, settings.resolved_artifact_root)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def known_components(
+    names: Iterable[str], known: Collection[str], profile: object = None
+) -> list[str]:
+    """The profile's component ``names``, checked against the ``known`` pipeline components
+    (in the profile's order). A pipeline component the profile lacks is simply not run.
+
+    Raises:
+        InvalidModelSpec: a name no known component consumes (a misspelling: it names the
+            closest known one), or no known component at all; before any run starts.
+    """
+    import difflib
+
+    from modelmanager.errors import InvalidModelSpec
+
+    names = list(names)
+    choices = sorted(known)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        guesses = {name: difflib.get_close_matches(name, choices, n=1) for name in unknown}
+        described = "; ".join(
+            f"{name!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+            for name, guess in guesses.items()
+        )
+        first = unknown[0]
+        raise InvalidModelSpec(
+            f"{profile or 'the profile'}: no pipeline component consumes {described}; "
+            f"the known components are {', '.join(choices)}",
+            source=None if profile is None else str(profile),
+            component=first,
+            components=unknown,
+            field="components",
+            suggestion=guesses[first][0] if guesses[first] else None,
+            expected=choices,
+            hint=(
+                f"Rename {first!r} to {guesses[first][0]!r} in the profile."
+                if guesses[first]
+                else f"Map only known components: {', '.join(choices)}."
+            ),
+        )
+    if not names:
+        raise InvalidModelSpec(
+            f"{profile or 'the profile'}: it maps no component; the known components are "
+            f"{', '.join(choices)}",
+            source=None if profile is None else str(profile),
+            field="components",
+            expected=choices,
+        )
+    return names
 
 
 def run_context_for(sample: Path, run_id: str | None = None) -> dict[str, str]:
@@ -169,8 +227,11 @@ def _run_with_progress(
 
 
 def run_table(result: RunResult, title: str | None = None) -> Table:
-    """One row per component of a run: status, cache hit, time, device, batch, signature, error."""
+    """One row per component of a run: status, cache hit, time, device, batch, signature,
+    and a failed component's error code and message."""
     from rich.table import Table
+
+    from modelmanager.cli.runs import error_text
 
     run = result.manifest.run
     table = Table(title=title or f"run {run.run_id}  {run.status}", title_justify="left")
@@ -194,7 +255,7 @@ def run_table(result: RunResult, title: str | None = None) -> Table:
             c.device_used or "-",
             "-" if c.batch_size is None else str(c.batch_size),
             c.model_signature[:19] + "…" if c.model_signature else "-",
-            c.error_code or "",
+            error_text(c.error_code, c.error),
         )
     return table
 

@@ -25,7 +25,7 @@ from modelmanager.cli._common import (
     reported,
     stdout,
 )
-from modelmanager.errors import ProfileLoadFailed, RunNotFound
+from modelmanager.errors import ModelMappingMissing, ProfileLoadFailed, RunNotFound
 
 if TYPE_CHECKING:
     from modelmanager.config import Settings
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from modelmanager.mapping.signature import FieldDifference
     from modelmanager.store.manifest import Manifest
 
-__all__ = ["explain", "explain_runs", "runs_app"]
+__all__ = ["error_text", "explain", "explain_runs", "runs_app"]
 
 runs_app = command_group("Runs in the run index: list them, show one.")
 
@@ -46,7 +46,7 @@ def list_runs(
     as_json: JsonOption = False,
 ) -> None:
     """The newest runs, one line each."""
-    with reported(as_json), open_run_store() as store:
+    with reported(as_json), open_run_store(create=False) as store:
         runs = store.list_runs(platform_id=platform_id, video_id=video_id, limit=limit)
     if as_json:
         stdout.print_json(data=[_run_dict(r) for r in runs])
@@ -67,13 +67,22 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One run: its context and one line per component (status, cache hit, time, signature)."""
-    with reported(as_json), open_run_store() as store:
-        run = store.get_run(run_id)
-        if run is None:
-            raise RunNotFound(f"run {run_id!r} is not in the run index", run_id=run_id)
-        rows = store.component_runs(run_id)
+    from modelmanager.config import Settings
+
+    with reported(as_json):
+        settings = Settings()
+        with open_run_store(settings, create=False) as store:
+            run = store.get_run(run_id)
+            if run is None:
+                raise RunNotFound(f"run {run_id!r} is not in the run index", run_id=run_id)
+            rows = store.component_runs(run_id)
+        messages = _error_messages(settings, run.manifest_path)
     if as_json:
-        stdout.print_json(data={**_run_dict(run), "components": [_row_dict(row) for row in rows]})
+        components = [
+            {**_row_dict(row), "error": messages.get(row.component) if row.error_code else None}
+            for row in rows
+        ]
+        stdout.print_json(data={**_run_dict(run), "components": components})
         return
     stdout.print(
         f"run {run.run_id}  {run.status}  {run.platform_id}/{run.video_id}  "
@@ -81,7 +90,15 @@ def show(
         markup=False,
     )
     table = plain_table(
-        "component", "status", "cache", "ms", "device", "batch", "signature", "error"
+        "component",
+        "status",
+        "cache",
+        "ms",
+        "device",
+        "batch",
+        "signature",
+        "error",
+        wrap={"error"},
     )
     for row in rows:
         table.add_row(
@@ -92,9 +109,34 @@ def show(
             row.device or "-",
             "-" if row.batch_size is None else str(row.batch_size),
             row.model_signature[:19] + "…" if row.model_signature else "-",
-            row.error_code or "",
+            error_text(row.error_code, messages.get(row.component)),
         )
     stdout.print(table)
+
+
+def error_text(code: str | None, message: str | None) -> str:
+    """A failed component's error for a rich table cell: ``[code] message`` (or what there
+    is of it), escaped so that rich prints its brackets."""
+    from rich.markup import escape
+
+    if not code:
+        return escape(message or "")
+    return escape(f"[{code}] {message}" if message else f"[{code}]")
+
+
+def _error_messages(settings: Settings, manifest_path: str | None) -> dict[str, str]:
+    """Each failed component's error message, from the run's manifest (the index keeps only
+    the code); none where the manifest is missing or unreadable."""
+    from modelmanager.errors import ModelManagerError
+    from modelmanager.store.manifest import read_manifest
+
+    if manifest_path is None:
+        return {}
+    try:
+        manifest = read_manifest(settings.resolved_artifact_root / manifest_path)
+    except (ModelManagerError, OSError):
+        return {}
+    return {c.component: c.error for c in manifest.components if c.error}
 
 
 def explain_runs(
@@ -109,9 +151,18 @@ def explain_runs(
     from modelmanager.mapping.signature import diff_documents
 
     settings = Settings()
-    with open_run_store(settings) as store:
+    with open_run_store(settings, create=False) as store:
         manifests = [_manifest(store, settings, run_id) for run_id in (run_a, run_b)]
-    names = [component] if component else _names(manifests)
+    names = _names(manifests)
+    if component is not None:
+        if component not in names:
+            raise ModelMappingMissing(
+                f"component {component!r} is in neither run {run_a!r} nor {run_b!r} "
+                f"(they have: {', '.join(names) or 'none'})",
+                component=component,
+                expected=names,
+            )
+        names = [component]
     result: dict[str, list[FieldDifference] | None] = {}
     for name in names:
         entries = [m.component(name) for m in manifests]
@@ -130,7 +181,7 @@ def explain(
     component: ComponentOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Tell which key fields made two runs (or two keys) not share a cache entry (R-SIG-5).
+    """Tell which key fields made two runs (or two keys) not share a cache entry.
 
     Two run ids: each component's cache key material from the runs' manifests.
     Two JSON files: a cache key as ModelManager writes it ({"cache_key",

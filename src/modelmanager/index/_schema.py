@@ -21,7 +21,7 @@ from modelmanager.index._base import translated
 from modelmanager.index._engine import is_transient
 from modelmanager.index.migrations import HEAD, SCRIPT_LOCATION
 
-__all__ = ["is_current", "upgrade"]
+__all__ = ["is_current", "revisions", "upgrade"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,23 @@ _REVISIONS: Select[str] = select(column("version_num", String())).select_from(
 )
 
 
+def revisions(engine: Engine, *, url: str, backend: str) -> list[str] | None:
+    """The revisions in the database's ``alembic_version`` (one query); None where the
+    table is missing or unreadable (an empty or foreign database: no run index).
+
+    Raises:
+        DatabaseError: the database is unreachable (transient).
+    """
+    with translated("reading the run index's revision", url=url, backend=backend):
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(_REVISIONS).scalars())
+        except exc.SQLAlchemyError as error:
+            if is_transient(error, backend):
+                raise
+            return None
+
+
 def is_current(engine: Engine, *, url: str, backend: str) -> bool:
     """Whether the database's ``alembic_version`` holds exactly :data:`HEAD` (one query).
 
@@ -40,15 +57,7 @@ def is_current(engine: Engine, *, url: str, backend: str) -> bool:
     Raises:
         DatabaseError: the database is unreachable (transient).
     """
-    with translated("reading the run index's revision", url=url, backend=backend):
-        try:
-            with engine.connect() as conn:
-                found = list(conn.execute(_REVISIONS).scalars())
-        except exc.SQLAlchemyError as error:
-            if is_transient(error, backend):
-                raise
-            return False
-    return found == [HEAD]
+    return revisions(engine, url=url, backend=backend) == [HEAD]
 
 
 def upgrade(writer: Engine, *, url: str, backend: str, revision: str = "head") -> None:

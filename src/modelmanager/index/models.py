@@ -39,7 +39,7 @@ leases on cache keys being computed (D4)::
     deletion_audit                                 one row per delete-video request (R-GC-4)
     ─────────────────────────────────────────────  no content and no ids: the subject is
     id PK · subject_sha256 · actor · requested_at  sha256("<platform_id>/<video_id>")
-    finished_at · counts (JSON text)
+    finished_at NULL · counts (JSON text)         finished_at NULL: deletion in progress
 
 A run is ``collecting`` from the moment garbage collection (or delete-video)
 has decided to remove it until its files and rows are gone: the decision is
@@ -237,6 +237,6 @@ AUDIT = Table(
     Column("subject_sha256", String(255), nullable=False, index=True),
     _required("actor", String(255)),
     _required("requested_at", UtcDateTime),
-    _required("finished_at", UtcDateTime),
+    _optional("finished_at", UtcDateTime),  # NULL: the deletion is in progress (0004)
     _required("counts", Text),
 )

@@ -125,12 +125,14 @@ class DeletionAudit:
     """One delete-video request as the audit table keeps it: no ids, no content (R-GC-4).
 
     ``subject_sha256`` is ``sha256:<hex>`` of ``"<platform_id>/<video_id>"``;
-    ``counts`` holds ``runs``, ``component_runs``, ``files`` and ``bytes``.
+    ``counts`` holds ``runs``, ``component_runs``, ``files`` and ``bytes``: what was
+    really removed. ``finished_at`` is None while the deletion is in progress (its row is
+    written before anything is deleted; ``counts`` is empty until it finishes).
     """
 
     id: int
     subject_sha256: str
     actor: str
     requested_at: datetime
-    finished_at: datetime
+    finished_at: datetime | None
     counts: dict[str, int]

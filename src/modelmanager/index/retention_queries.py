@@ -8,7 +8,17 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, String, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    String,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.sql.elements import BindParameter
 
 from modelmanager.index._base import (
@@ -21,8 +31,43 @@ from modelmanager.index._base import (
     run_row,
 )
 from modelmanager.index.records import ComponentRunRow, DeletionAudit, RunRow
+from modelmanager.mapping.canonical import sha256_tagged
 
-__all__ = ["RetentionMixin", "video_history_statements"]
+__all__ = ["RetentionMixin", "subject_sha256", "video_history_statements"]
+
+
+def subject_sha256(platform_id: str, video_id: str) -> str:
+    """What the deletion audit stores instead of the ids: ``sha256:<hex>`` of ``"<p>/<v>"``."""
+    return sha256_tagged(f"{platform_id}/{video_id}".encode())
+
+
+def deletion_checks(run_id: str, platform_id: str, video_id: str) -> list[Any]:
+    """Three labelled EXISTS columns that decide :func:`deletion_refuses`, to put in a
+    SELECT of one's own (the publish path asks them in the same statement as its lease
+    check): ``deletion_in_progress``, ``video_deleted`` and ``run_present``."""
+    a = AUDIT.c
+    subject = a.subject_sha256 == subject_sha256(platform_id, video_id)
+    return [
+        exists().where(subject, a.finished_at.is_(None)).label("deletion_in_progress"),
+        exists().where(subject).label("video_deleted"),
+        exists().where(RUNS.c.run_id == run_id).label("run_present"),
+    ]
+
+
+def refused(row: Any) -> bool:
+    """Whether a row of :func:`deletion_checks`'s columns refuses publishing."""
+    return bool(row.deletion_in_progress or (row.video_deleted and not row.run_present))
+
+
+def deletion_refuses(conn: Connection, run_id: str, platform_id: str, video_id: str) -> bool:
+    """Whether a deletion of the video forbids run ``run_id`` to publish anything (issue 12).
+
+    It does while a deletion of the video is in progress (its audit row, written before
+    anything is deleted, has no ``finished_at`` yet), and after one finished for a run
+    whose row it removed (the run started before the deletion ended). A run started
+    after a deletion finished publishes as usual. No clocks are compared. One query.
+    """
+    return refused(conn.execute(select(*deletion_checks(run_id, platform_id, video_id))).one())
 
 
 def video_history_statements(
@@ -139,6 +184,29 @@ class RetentionMixin(StoreBase):
                 ).rowcount
         return runs, rows
 
+    def deletion_refuses(self, run_id: str, platform_id: str, video_id: str) -> bool:
+        """Whether a deletion of the video forbids run ``run_id`` to publish (see
+        :func:`deletion_refuses`); what a run asks before it leaves a file behind."""
+        with self._read("checking the video's deletions", run_id=run_id) as conn:
+            return deletion_refuses(conn, run_id, platform_id, video_id)
+
+    def begin_deletion(self, *, audit_subject: str, actor: str, requested_at: datetime) -> int:
+        """Record a delete-video request before anything is deleted: its audit row, in
+        progress (``finished_at`` NULL). From this commit on, nothing of the video is
+        published (see :func:`deletion_refuses`). Returns the audit row's id."""
+        values = {
+            "subject_sha256": audit_subject,
+            "actor": actor,
+            "requested_at": requested_at,
+            "finished_at": None,
+            "counts": "{}",
+        }
+        with self._write("recording a deletion request") as conn:
+            audit_id: int = conn.execute(
+                insert(AUDIT).values(**values).returning(AUDIT.c.id)
+            ).scalar_one()
+        return audit_id
+
     def delete_video_rows(
         self,
         platform_id: str,
@@ -148,10 +216,13 @@ class RetentionMixin(StoreBase):
         actor: str,
         requested_at: datetime,
         counts: Mapping[str, int],
+        audit_id: int | None = None,
     ) -> DeletionAudit:
         """Delete every run and component row of one video and record the audit row, atomically.
 
-        Returns the audit row, whose ``counts`` gain the rows deleted here.
+        With ``audit_id`` (from :meth:`begin_deletion`), that row is completed, and so is
+        any other row of the subject a killed deletion left in progress; without, a new
+        row is inserted. Returns the audit row, whose ``counts`` gain the rows deleted here.
         """
         r, c = RUNS.c, COMPONENTS.c
         with self._write("deleting a video's rows", video_id=video_id) as conn:
@@ -170,9 +241,18 @@ class RetentionMixin(StoreBase):
                 "finished_at": finished_at,
                 "counts": json.dumps(all_counts, sort_keys=True),
             }
-            audit_id = conn.execute(
-                insert(AUDIT).values(**values).returning(AUDIT.c.id)
-            ).scalar_one()
+            if audit_id is None:
+                audit_id = conn.execute(
+                    insert(AUDIT).values(**values).returning(AUDIT.c.id)
+                ).scalar_one()
+            else:
+                a = AUDIT.c
+                conn.execute(update(AUDIT).where(a.id == audit_id).values(**values))
+                conn.execute(  # what a killed deletion of the subject left is done now
+                    update(AUDIT)
+                    .where(a.subject_sha256 == audit_subject, a.finished_at.is_(None))
+                    .values(finished_at=finished_at)
+                )
         return DeletionAudit(
             id=audit_id,
             subject_sha256=audit_subject,

@@ -39,20 +39,27 @@ import logging
 import os
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from sqlalchemy import Engine, bindparam, exc, insert, make_url, select, update
+from sqlalchemy import Engine, bindparam, case, exc, exists, insert, make_url, select, update
+from sqlalchemy.engine import URL
 
 from modelmanager import offline
-from modelmanager.errors import DatabaseError, LeaseLost, ModelManagerError
+from modelmanager.errors import DatabaseError, LeaseLost, ModelManagerError, VideoDeleted
 from modelmanager.index import _schema
 from modelmanager.index._base import COMPONENTS, RUNS, component_row, run_row
 from modelmanager.index._engine import create_store_engine
 from modelmanager.index.leases import LeaseMixin
 from modelmanager.index.profiles import ProfileMixin
 from modelmanager.index.records import CachedArtifact, ComponentRunRow, Lease, RunRow
-from modelmanager.index.retention_queries import RetentionMixin, video_history_statements
+from modelmanager.index.retention_queries import (
+    RetentionMixin,
+    deletion_checks,
+    refused,
+    video_history_statements,
+)
 from modelmanager.mapping.spec import RunContext
 
 __all__ = ["RunStore", "video_history_statements"]
@@ -109,7 +116,7 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
     """
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> RunStore:
+    def open(cls, url: str, *, migrate: bool = True, create: bool = True) -> RunStore:
         """Connect to the run index at ``url``, and bring its schema to the newest revision.
 
         Args:
@@ -118,16 +125,25 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
             migrate: bring the schema to the newest revision now: one query
                 when it is there already (Alembic is not imported), else Alembic
                 ``upgrade head`` (safe when several processes open one database at once).
+            create: whether a database without a run index (empty, or another
+                application's) gets one. Read-only callers pass False: such a
+                database is left untouched (a SQLite file that does not exist is not
+                created either) and :class:`DatabaseError` says so. A run index at an
+                older revision is still upgraded (with ``migrate``): it is this
+                application's, and the read queries need the newest schema.
 
         Raises:
-            DatabaseError: a bad URL, an unsupported backend, a missing driver, or
-                the database is unreachable (transient) or cannot be migrated.
+            DatabaseError: a bad URL, an unsupported backend, a missing driver, the
+                database is unreachable (transient) or cannot be migrated, or
+                (``create=False``) it has no run index (hint: ``modelmanager db upgrade``).
         """
         try:
             parsed = make_url(url)
         except exc.ArgumentError as error:
             raise DatabaseError(f"not a database URL: {error}", url="<unparsable>") from error
         shown = parsed.render_as_string(hide_password=True)
+        if not create and _sqlite_file_missing(parsed):
+            raise _no_run_index(shown)
         if parsed.host:
             offline.allow([parsed.host])  # the run index is a host the guard lets through
         try:
@@ -142,13 +158,24 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
                 f"cannot create an engine for {shown}: {error}", url=shown, hint=hint
             ) from error
         store = cls(engine)
-        if migrate:
-            try:
+        try:
+            if not create and not store._has_run_index():
+                raise _no_run_index(shown)
+            if migrate:
                 store._ensure_current()
-            except BaseException:
-                store.close()
-                raise
+        except BaseException:
+            store.close()
+            raise
         return store
+
+    def _has_run_index(self) -> bool:
+        """Whether the database holds a run index (an ``alembic_version`` row), one query."""
+        return bool(_schema.revisions(self._engine, url=self.url, backend=self._backend))
+
+    def revision(self) -> str | None:
+        """The database's schema revision (``alembic_version``), or None without a run index."""
+        found = _schema.revisions(self._engine, url=self.url, backend=self._backend)
+        return found[0] if found else None
 
     @property
     def engine(self) -> Engine:
@@ -257,29 +284,50 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
         status: FinalRunStatus,
         manifest_path: str | None,
         finished_at: datetime | None = None,
+        video: tuple[str, str] | None = None,
     ) -> None:
         """Mark run ``run_id`` finished with ``status`` at ``finished_at`` (default: now).
+
+        With ``video`` (``(platform_id, video_id)`` of the run) and a ``manifest_path``,
+        a deletion of the video in progress wins (issue 12): the run ends recorded
+        without its manifest, and VideoDeleted tells the caller to remove the file.
 
         Raises:
             ValueError: ``status`` is not one a run ends with (``ok``, ``failed``,
                 ``interrupted``).
+            VideoDeleted: a deletion of the run's video is in progress: the status is
+                recorded without ``manifest_path``, and the caller removes its manifest
+                (the deletion wins, issue 12).
             DatabaseError: no such run, or the write failed.
         """
         if status not in FINAL_RUN_STATUSES:
             raise ValueError(
                 f"a finished run's status is one of {FINAL_RUN_STATUSES}, not {status!r}"
             )
+        values: dict[str, Any] = {
+            "status": status,
+            "manifest_path": manifest_path,
+            "finished_at": finished_at or datetime.now(UTC),
+        }
+        in_progress = None
+        if video is not None and manifest_path is not None:
+            # A deletion of the video in progress: the run ends pointing at no manifest.
+            in_progress = deletion_checks(run_id, *video)[0]
+            values["manifest_path"] = case((in_progress, None), else_=manifest_path)
         stmt = (
             update(RUNS)
             .where(RUNS.c.run_id == run_id)
-            .values(
-                status=status,
-                manifest_path=manifest_path,
-                finished_at=finished_at or datetime.now(UTC),
-            )
+            .values(**values)
+            .returning(RUNS.c.manifest_path)
         )
         with self._write("finishing run", run_id=run_id) as conn:
-            found = conn.execute(stmt).rowcount
+            found = conn.execute(stmt).all()
+        if found and in_progress is not None and found[0].manifest_path is None:
+            raise VideoDeleted(
+                f"video {video[0]}/{video[1]} is being deleted; run {run_id} ended "  # type: ignore[index]
+                "without its manifest",
+                run_id=run_id,
+            )
         if not found:
             raise DatabaseError(
                 f"run {run_id!r} is not in the run index ({self.url})", url=self.url, run_id=run_id
@@ -354,7 +402,12 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
         this claim, checked in the same transaction as the insert (a fencing token: a
         worker that paused past its TTL and was taken over publishes nothing).
 
+        A deletion of the video wins (issue 12): while one is in progress, or once one
+        removed this run's row, nothing is recorded (checked in the same transaction).
+
         Raises:
+            VideoDeleted: the video is being or was deleted under this run; nothing was
+                recorded (the caller removes the artifact it wrote).
             LeaseLost: ``lease`` is no longer this claim; nothing was recorded.
             DatabaseError: the run is not in the index, the component is already
                 recorded for it, or the write failed.
@@ -362,15 +415,44 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
         if row.id is not None:
             raise ValueError("a row to record has no id yet; the database assigns it")
         values = {k: v for k, v in _component_fields(row).items() if k != "id"}
-        with self._write("recording component", run_id=row.run_id, component=row.component) as conn:
-            if lease is not None and conn.execute(self._claim_check(lease)).first() is None:
-                raise LeaseLost(
-                    f"{row.component}: the lease on its key was taken over by another worker "
-                    "(this one paused past its TTL); its result is not published",
+        try:
+            with self._write(
+                "recording component", run_id=row.run_id, component=row.component
+            ) as conn:
+                # One statement: the lease's claim and the video's deletions (a published file).
+                check = None
+                if lease is not None:
+                    claimed = exists(self._claim_check(lease)).label("claimed")
+                    check = conn.execute(
+                        select(claimed, *deletion_checks(row.run_id, row.platform_id, row.video_id))
+                    ).one()
+                if lease is not None and check is not None and not check.claimed:
+                    raise LeaseLost(
+                        f"{row.component}: the lease on its key was taken over by another worker "
+                        "(this one paused past its TTL); its result is not published",
+                        component=row.component,
+                        cache_key=lease.cache_key,
+                    )
+                if check is not None and refused(check):
+                    raise VideoDeleted(
+                        f"{row.component}: video {row.platform_id}/{row.video_id} was deleted "
+                        f"while run {row.run_id} computed it; its result is not published",
+                        component=row.component,
+                        run_id=row.run_id,
+                    )
+                conn.execute(_INSERT_COMPONENT, values)
+        except DatabaseError as error:
+            # No file to publish (no lease), but the run's row may be gone with its video's.
+            if isinstance(error.__cause__, exc.IntegrityError) and self.deletion_refuses(
+                row.run_id, row.platform_id, row.video_id
+            ):
+                raise VideoDeleted(
+                    f"{row.component}: video {row.platform_id}/{row.video_id} was deleted "
+                    f"under run {row.run_id}; nothing is recorded",
                     component=row.component,
-                    cache_key=lease.cache_key,
-                )
-            conn.execute(_INSERT_COMPONENT, values)
+                    run_id=row.run_id,
+                ) from error
+            raise
 
     def component_runs(self, run_id: str) -> list[ComponentRunRow]:
         """The component rows of run ``run_id``, in the order they were recorded."""
@@ -413,6 +495,25 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
             changed = conn.execute(stmt).rowcount
         logger.info("forgot %s for %s (%d rows)", artifact_path, cache_key, changed)
         return changed
+
+
+def _no_run_index(shown: str) -> DatabaseError:
+    return DatabaseError(
+        f"{shown} has no run index (an empty database, or another application's); "
+        "nothing was created",
+        url=shown,
+        hint="modelmanager db upgrade creates it",
+    )
+
+
+def _sqlite_file_missing(url: URL) -> bool:
+    """Whether ``url`` is a SQLite file that does not exist (opening it would create it)."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return False
+    return not Path(database).expanduser().exists()
 
 
 def _component_fields(row: ComponentRunRow) -> dict[str, Any]:

@@ -35,6 +35,10 @@ class Deletion:
     files: dict[Path, int] = field(default_factory=dict)
     dirs: set[Path] = field(default_factory=set)
     """Directories to remove once empty (deepest first), with their empty parents."""
+    removed: int = 0
+    """Files :meth:`apply` really removed (one already gone is not counted)."""
+    removed_bytes: int = 0
+    """Their sizes."""
 
     def add_file(self, path: Path) -> None:
         # Already gone: an interrupted collection deleted it.
@@ -62,9 +66,11 @@ class Deletion:
     def apply(self, progress: FileProgress | None, done: int = 0, total: int | None = None) -> int:
         """Delete the files, then the emptied directories up to the root; returns files deleted."""
         total = len(self.files) if total is None else total
-        for path in self.files:
+        for path, size in self.files.items():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+                self.removed += 1
+                self.removed_bytes += size
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -11,14 +11,15 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from modelmanager.errors import DeletionBlocked, InvalidRunContext
-from modelmanager.index import RunStore
-from modelmanager.mapping.canonical import sha256_tagged
+from modelmanager.index import ComponentRunRow, RunStore
+from modelmanager.index.retention_queries import subject_sha256
 from modelmanager.mapping.spec import NAME
 from modelmanager.retention._files import (
     Deletion,
@@ -33,11 +34,6 @@ from modelmanager.store.layout import resolve_relpath
 __all__ = ["DeletionReport", "delete_video", "subject_sha256"]
 
 logger = logging.getLogger(__name__)
-
-
-def subject_sha256(platform_id: str, video_id: str) -> str:
-    """What the deletion audit stores instead of the ids: ``sha256:<hex>`` of ``"<p>/<v>"``."""
-    return sha256_tagged(f"{platform_id}/{video_id}".encode())
 
 
 @dataclass(slots=True)
@@ -122,11 +118,7 @@ def delete_video(
             f"({', '.join(running[:3])}); nothing was deleted",
             run_id=running[0],
         )
-    deletion = Deletion(root)
-    deletion.add_tree(video_dir(root, platform_id, video_id))
-    for row in rows:  # a row naming a file elsewhere (an older layout) is the video's too
-        if row.artifact_path and file_exists(root, row.artifact_path):
-            deletion.add_file(resolve_relpath(root, row.artifact_path))
+    deletion = _files_of(root, platform_id, video_id, rows)
     report = DeletionReport(
         platform_id=platform_id,
         video_id=video_id,
@@ -140,8 +132,16 @@ def delete_video(
     )
     if dry_run:
         return report
+    # The request is recorded before anything goes: from here on nothing of the video is
+    # published (a run computing it now is refused, issue 12), so the walk below misses
+    # no file that a run could still publish.
+    audit_id = store.begin_deletion(
+        audit_subject=report.subject_sha256, actor=report.actor, requested_at=requested_at
+    )
     store.mark_collecting([r.run_id for r in runs], invalidate_row_ids=[])
+    deletion = _files_of(root, platform_id, video_id, store.video_history(platform_id, video_id)[1])
     deletion.apply(progress)
+    report.files, report.bytes_freed = deletion.removed, deletion.removed_bytes
     audit = store.delete_video_rows(
         platform_id,
         video_id,
@@ -149,6 +149,7 @@ def delete_video(
         actor=report.actor,
         requested_at=requested_at,
         counts={"files": report.files, "bytes": report.bytes_freed},
+        audit_id=audit_id,
     )
     report.runs, report.component_rows = audit.counts["runs"], audit.counts["component_runs"]
     report.audit_id = audit.id
@@ -156,6 +157,18 @@ def delete_video(
         "deleted video %s: %d runs, %d files", report.subject_sha256, report.runs, report.files
     )
     return report
+
+
+def _files_of(
+    root: Path, platform_id: str, video_id: str, rows: Sequence[ComponentRunRow]
+) -> Deletion:
+    """Every file of the video: its directory, and files its rows name elsewhere."""
+    deletion = Deletion(root)
+    deletion.add_tree(video_dir(root, platform_id, video_id))
+    for row in rows:  # a row naming a file elsewhere (an older layout) is the video's too
+        if row.artifact_path and file_exists(root, row.artifact_path):
+            deletion.add_file(resolve_relpath(root, row.artifact_path))
+    return deletion
 
 
 def _os_user() -> str:

@@ -42,7 +42,13 @@ from typing import Any
 import numpy as np
 
 from modelmanager import offline
-from modelmanager.errors import ComponentFailed, LeaseLost, LeaseWaitTimeout, ModelManagerError
+from modelmanager.errors import (
+    ComponentFailed,
+    LeaseLost,
+    LeaseWaitTimeout,
+    ModelManagerError,
+    VideoDeleted,
+)
 from modelmanager.index import ComponentRunRow, Lease, RunStore
 from modelmanager.index.store import FinalRunStatus
 from modelmanager.manager import ModelManager
@@ -148,6 +154,8 @@ class Runner:
                     entries.append(self._run_one(component, inputs))
                     if on_component is not None:
                         on_component(component, entries[-1])
+                    if entries[-1].error_code == VideoDeleted.code:
+                        break  # the video is deleted: nothing more of it may be published
             status = "ok" if all(e.status != "failed" for e in entries) else "failed"
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the command
             status = "interrupted"
@@ -178,18 +186,48 @@ class Runner:
         relpath: str | None = manifest_relpath(ctx.platform_id, ctx.video_id, ctx.run_id)
         path = self.artifact_root / str(relpath)
         failure: BaseException | None = None
+        # A deletion of the video won (issue 12): no manifest of it is left behind.
+        deleted = any(e.error_code == VideoDeleted.code for e in entries)
+        if not deleted:
+            try:
+                path = write_manifest(self.artifact_root, str(relpath), manifest)
+            except Exception as exc:  # recorded below as the run's outcome, then raised
+                failure, relpath = exc, None
+                status = "failed" if status == "ok" else status
         try:
-            path = write_manifest(self.artifact_root, str(relpath), manifest)
-        except Exception as exc:  # recorded below as the run's outcome, then raised
-            failure, relpath = exc, None
-            status = "failed" if status == "ok" else status
-        try:
-            self.store.finish_run(ctx.run_id, status=status, manifest_path=relpath)
+            self.store.finish_run(
+                ctx.run_id,
+                status=status,
+                manifest_path=None if deleted else relpath,
+                video=(ctx.platform_id, ctx.video_id),
+            )
+        except VideoDeleted:
+            deleted = True
         except Exception as exc:
-            failure = failure or exc
+            if deleted or self._deleted():
+                deleted = True  # the deletion removed the run's row too
+            else:
+                failure = failure or exc
+        if deleted:
+            self._unlink(path)
+            logger.warning(
+                "run %s: video %s/%s was deleted while it ran; nothing of it was published",
+                ctx.run_id,
+                ctx.platform_id,
+                ctx.video_id,
+            )
+            return manifest, path
         if failure is not None:
             raise failure
         return manifest, path
+
+    def _deleted(self) -> bool:
+        """Whether a deletion of the run's video forbids it to publish (issue 12)."""
+        ctx = self.run_context
+        try:
+            return self.store.deletion_refuses(ctx.run_id, ctx.platform_id, ctx.video_id)
+        except ModelManagerError:
+            return False
 
     def _run_one(self, component: Component, inputs: Mapping[str, Any]) -> ComponentEntry:
         attempt = _Attempt(component, started_at=utc_timestamp(), clock=time.perf_counter())
@@ -227,19 +265,39 @@ class Runner:
                 attempt.lease if attempt.artifact is not None and not attempt.cache_hit else None
             )
             try:
-                self.store.record_component(self._row(entry), lease=fence)
-            except LeaseLost as lost:
-                self._discard(attempt.artifact)
-                attempt.artifact, attempt.error = None, lost
+                try:
+                    self.store.record_component(self._row(entry), lease=fence)
+                except LeaseLost as lost:
+                    self._discard(attempt.artifact)
+                    attempt.artifact, attempt.error = None, lost
+                    entry = attempt.entry(self.manager)
+                    self.store.record_component(self._row(entry))
+            except VideoDeleted as deleted:
+                # The video was deleted under this run (issue 12): the deletion wins, so
+                # the artifact computed here goes and no row of the video is recorded.
+                if fence is not None:
+                    self._discard(attempt.artifact)
+                attempt.artifact, attempt.error = None, deleted
                 entry = attempt.entry(self.manager)
-                self.store.record_component(self._row(entry))
         return entry
 
     def _discard(self, record: ArtifactRecord | None) -> None:
         """Remove an artifact this worker wrote but may not publish (nothing refers to it)."""
         if record is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(resolve_relpath(self.artifact_root, record.relpath))
+            self._unlink(resolve_relpath(self.artifact_root, record.relpath))
+
+    def _unlink(self, path: Path) -> None:
+        """Remove ``path`` and the directories above it that this leaves empty (not the root)."""
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        root = self.artifact_root.resolve()
+        current = path.parent
+        while current.resolve() != root and root in current.resolve().parents:
+            try:
+                current.rmdir()
+            except OSError:  # not empty, or gone
+                return
+            current = current.parent
 
     def _reusable(
         self, key: CacheKey, component: Component, attempt: _Attempt
