@@ -90,6 +90,7 @@ class StoreBase:
         self._writer = engine.execution_options(**{IMMEDIATE: True})
         self.url = engine.url.render_as_string(hide_password=True)
         """The database URL, password hidden."""
+        self._abandon_looked_at: float | None = None  # see RunStore.abandon_dead_runs
 
     @contextmanager
     def _translated(self, action: str, **fields: Any) -> Iterator[None]:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -343,13 +344,25 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
         with self._write("renewing the run's heartbeat", run_id=run_id) as conn:
             conn.execute(stmt)
 
-    def abandon_dead_runs(self, *, stale_after_s: float = 180.0) -> list[str]:
+    def abandon_dead_runs(
+        self, *, stale_after_s: float = 180.0, at_most_every_s: float = 0.0
+    ) -> list[str]:
         """Mark ``abandoned`` the runs still ``running`` whose worker died: its heartbeat is
         older than ``stale_after_s`` (default: three lease TTLs of 60 s; the runner renews it
         every third of its TTL), or it ran on this host under a pid that is gone.
 
+        ``at_most_every_s``: skip the look when this store looked less than that long ago
+        (a worker running many videos looks once per lease TTL, not once per run).
+
         Returns the run ids marked. One read; a write only when there is something to mark.
         """
+        clock = time.monotonic()
+        if (
+            self._abandon_looked_at is not None
+            and clock - self._abandon_looked_at < at_most_every_s
+        ):
+            return []
+        self._abandon_looked_at = clock
         r = RUNS.c
         now = datetime.now(UTC)
         with self._read("reading running runs") as conn:

@@ -142,7 +142,9 @@ class Runner:
         ctx = self.run_context
         started = utc_timestamp()
         # Runs whose worker died are noticed here (and by gc, orphans, delete-video).
-        self.store.abandon_dead_runs(stale_after_s=ABANDONED_AFTER_TTLS * self.lease_ttl_s)
+        self.store.abandon_dead_runs(
+            stale_after_s=ABANDONED_AFTER_TTLS * self.lease_ttl_s, at_most_every_s=self.lease_ttl_s
+        )
         self.store.start_run(ctx, mapping_source=self.mapping_source, worker=self.owner)
         entries: list[ComponentEntry] = []
         status: FinalRunStatus = "failed"  # unless the loop below gets to its end
