@@ -19,9 +19,9 @@ from sqlalchemy import Connection, Engine, Select, String, column, exc, select, 
 from modelmanager.errors import DatabaseError
 from modelmanager.index._base import translated
 from modelmanager.index._engine import is_transient
-from modelmanager.index.migrations import HEAD, SCRIPT_LOCATION
+from modelmanager.index.migrations import SCRIPT_LOCATION
 
-__all__ = ["is_current", "revisions", "upgrade"]
+__all__ = ["revisions", "upgrade"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +47,6 @@ def revisions(engine: Engine, *, url: str, backend: str) -> list[str] | None:
             if is_transient(error, backend):
                 raise
             return None
-
-
-def is_current(engine: Engine, *, url: str, backend: str) -> bool:
-    """Whether the database's ``alembic_version`` holds exactly :data:`HEAD` (one query).
-
-    False where the table is missing (a new database) or unreadable: Alembic decides then.
-
-    Raises:
-        DatabaseError: the database is unreachable (transient).
-    """
-    return revisions(engine, url=url, backend=backend) == [HEAD]
 
 
 def upgrade(writer: Engine, *, url: str, backend: str, revision: str = "head") -> None:

@@ -53,6 +53,7 @@ from modelmanager.index import _schema
 from modelmanager.index._base import COMPONENTS, RUNS, component_row, run_row
 from modelmanager.index._engine import create_store_engine
 from modelmanager.index.leases import LeaseMixin
+from modelmanager.index.migrations import HEAD
 from modelmanager.index.profiles import ProfileMixin
 from modelmanager.index.records import CachedArtifact, ComponentRunRow, Lease, RunRow
 from modelmanager.index.retention_queries import (
@@ -160,22 +161,23 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
             ) from error
         store = cls(engine)
         try:
-            if not create and not store._has_run_index():
+            found = store._revisions()  # one query, no Alembic
+            if not create and not found:
                 raise _no_run_index(shown)
-            if migrate:
-                store._ensure_current()
+            if migrate and found != [HEAD]:
+                store.upgrade()
         except BaseException:
             store.close()
             raise
         return store
 
-    def _has_run_index(self) -> bool:
-        """Whether the database holds a run index (an ``alembic_version`` row), one query."""
-        return bool(_schema.revisions(self._engine, url=self.url, backend=self._backend))
+    def _revisions(self) -> list[str] | None:
+        """The rows of ``alembic_version`` (one query); None without a run index."""
+        return _schema.revisions(self._engine, url=self.url, backend=self._backend)
 
     def revision(self) -> str | None:
         """The database's schema revision (``alembic_version``), or None without a run index."""
-        found = _schema.revisions(self._engine, url=self.url, backend=self._backend)
+        found = self._revisions()
         return found[0] if found else None
 
     @property
@@ -219,13 +221,6 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
                 version does not know (a newer modelmanager migrated it).
         """
         _schema.upgrade(self._writer, url=self.url, backend=self._backend, revision=revision)
-
-    def _ensure_current(self) -> None:
-        """:meth:`upgrade` unless the database is at the newest revision (one query, no Alembic)."""
-        if _schema.is_current(self._engine, url=self.url, backend=self._backend):
-            logger.debug("run index at %s is at the newest revision", self.url)
-            return
-        self.upgrade()
 
     # -- runs -------------------------------------------------------------------
 
