@@ -40,6 +40,7 @@ STABLE_CODES = {
     "lease_lost",
     "artifact_path_unsafe",
     "video_deleted",
+    "internal_error",
 }
 BAD_INPUT = {
     "invalid_model_spec",

@@ -32,6 +32,9 @@ from .errors import (
     InsufficientGpuMemory as InsufficientGpuMemory,
 )
 from .errors import (
+    InternalError as InternalError,
+)
+from .errors import (
     InvalidModelSpec as InvalidModelSpec,
 )
 from .errors import (

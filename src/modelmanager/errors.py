@@ -39,7 +39,8 @@ actual digest, ...) travel in ``error.fields``.
     ├── LintPathMissing             lint_path_missing         (bad input)
     ├── ArtifactRootMissing         artifact_root_missing     (bad input)
     ├── DeletionBlocked             deletion_blocked
-    └── VideoDeleted                video_deleted             (a delete-video won the race: nothing published)
+    ├── VideoDeleted                video_deleted             (a delete-video won the race: nothing published)
+    └── InternalError               internal_error            (a bug: an exception of no other code reached the CLI)
 
 ``ModelArtifactMissing`` is also a ``FileNotFoundError`` so that ``except
 OSError`` callers see it; nothing that a library might retry on (a connection
@@ -64,6 +65,7 @@ __all__ = [
     "DeletionBlocked",
     "DeviceUnavailable",
     "InsufficientGpuMemory",
+    "InternalError",
     "InvalidModelSpec",
     "InvalidRunContext",
     "LeaseLost",
@@ -361,6 +363,13 @@ class VideoDeleted(ModelManagerError):
     code = "video_deleted"
 
 
+class InternalError(ModelManagerError):
+    """An exception that is no ModelManagerError reached the command line: a bug in
+    modelmanager. The command reports it under this code (``-v`` shows the traceback)."""
+
+    code = "internal_error"
+
+
 ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
     cls.code: cls
     for cls in (
@@ -396,6 +405,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         ArtifactRootMissing,
         DeletionBlocked,
         VideoDeleted,
+        InternalError,
     )
 }
 
@@ -433,6 +443,7 @@ _HINTS: dict[str, str] = {
     "deletion_blocked": "Retry when the video's runs have finished, or pass --force if they are dead workers' runs.",
     "video_deleted": "The video was deleted while this run computed it; nothing of it was published. Run it again only if the video is to be processed anew.",
     "component_failed": "A bug or bad input in the component itself; see the cause below.",
+    "internal_error": "A bug in modelmanager: rerun with -v for the traceback and report it.",
 }
 
 

@@ -189,3 +189,134 @@ def test_the_tree_is_walked() -> None:
     assert {"run", "digest", "explain", "orphans", "runs show", "triton serve"} <= names
     assert {"run"} <= {" ".join(path) for path, _ in WITH_REQUIRED}
     assert {"--runtime", "--verify-artifacts"} <= {param.opts[0] for _, _, param in CHOICES}
+
+
+# Every exception that reaches the command line is under the error root; a traceback only
+# with -v (issue: faults, point 2).
+
+HOSTILE = {
+    "a file where the data directory should be": lambda tmp: ["--data-dir", _a_file(tmp)],
+    "a database URL of no known dialect": lambda tmp: ["--database-url", "nosuch://x"],
+    "a models root that is a file": lambda tmp: ["--models-root", _a_file(tmp)],
+}
+
+
+def _a_file(tmp: Path) -> str:
+    path = tmp / "a-file"
+    path.write_text("not a directory")
+    return str(path)
+
+
+@pytest.mark.parametrize("setting", sorted(HOSTILE))
+@pytest.mark.parametrize(("path", "command"), LEAVES, ids=_ids(LEAVES))
+def test_no_command_prints_a_traceback_without_v(
+    path: tuple[str, ...], command: Any, setting: str, tmp_path: Path
+) -> None:
+    flags = HOSTILE[setting](tmp_path)
+    args = [*path, *_dummy_values(command)]
+    plain = invoke(*flags, *args)
+    assert plain.exit_code in (0, 1, 2), plain.output
+    assert "Traceback" not in plain.output, plain.output
+    as_json = invoke(*flags, *args, "--json")
+    assert as_json.exit_code == plain.exit_code, as_json.output
+    document = json.loads(as_json.stdout)  # exactly one document, whatever the outcome
+    if as_json.exit_code:
+        assert document["error_code"], document
+    assert "Traceback" not in as_json.output
+
+
+def test_a_bug_is_internal_error_and_its_traceback_needs_v(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("modelmanager.cli.runs.open_run_store", broken)
+    plain = invoke("runs", "list")
+    assert plain.exit_code == 1
+    assert plain.stderr.startswith("error [internal_error] unexpected ZeroDivisionError: a bug")
+    assert "rerun with -v" in plain.stderr
+    assert "Traceback" not in plain.output
+    as_json = invoke("runs", "list", "--json")
+    assert as_json.exit_code == 1
+    assert one_json_document(as_json)["error_code"] == "internal_error"
+    verbose = invoke("-v", "runs", "list", "--json")
+    assert one_json_document(verbose)["exception"] == "ZeroDivisionError"
+    assert "Traceback" in verbose.stderr
+    assert "raise ZeroDivisionError" in verbose.stderr
+
+
+def test_v_shows_the_cause_of_a_reported_error(tmp_path: Path) -> None:
+    flags = ["--data-dir", _a_file(tmp_path)]
+    assert "Traceback" not in invoke(*flags, "runs", "list").output
+    verbose = invoke("-v", *flags, "runs", "list")
+    assert verbose.exit_code == 1
+    assert "[database_error]" in verbose.stderr
+    assert "Traceback" in verbose.stderr
+
+
+# Every setting also as a flag of the command itself (issue: faults, point 4).
+
+ROOT_OPTIONS = {param.name: param for param in ROOT.params}
+SETTING_VALUES: dict[str, tuple[str, Any]] = {
+    "models_root": ("/m", Path("/m")),
+    "cache_dir": ("/c", Path("/c")),
+    "digest_workers": ("3", 3),
+    "data_dir": ("/d", Path("/d")),
+    "database_url": ("sqlite:////db/x.sqlite3", "sqlite:////db/x.sqlite3"),
+    "artifact_root": ("/a", Path("/a")),
+    "lease_ttl_s": ("7.5", 7.5),
+    "lease_wait_s": ("0", 0.0),
+    "gc_keep_previous": ("5", 5),
+    "gc_temp_ttl_days": ("1.5", 1.5),
+    "gc_hard_cap_days": ("30", 30.0),
+}
+
+
+def test_every_setting_is_a_flag() -> None:
+    from modelmanager.config import Settings
+
+    assert set(Settings.model_fields) <= set(ROOT_OPTIONS)
+    assert set(Settings.model_fields) == set(SETTING_VALUES)
+    for name in Settings.model_fields:
+        option = ROOT_OPTIONS[name]
+        assert option.opts == ["--" + name.replace("_", "-")], option.opts
+        assert f"MODELMANAGER_{name.upper()}" in option.help, option.help
+
+
+@pytest.mark.parametrize("name", sorted(SETTING_VALUES))
+def test_a_setting_flag_wins_over_its_variable(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelmanager.cli import _common
+    from modelmanager.config import Settings
+
+    monkeypatch.setenv(f"MODELMANAGER_{name.upper()}", "1" if "url" not in name else "sqlite://")
+    seen: list[Settings] = []
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        seen.append(_common.current_settings())
+        raise RunNotFoundStop
+
+    monkeypatch.setattr("modelmanager.cli.runs.open_run_store", watched)
+    given, expected = SETTING_VALUES[name]
+    invoke("--" + name.replace("_", "-"), given, "runs", "list")
+    assert getattr(seen[0], name) == expected
+
+
+class RunNotFoundStop(Exception):
+    """Stops a command right after its settings were read."""
+
+
+def test_a_bad_setting_flag_is_bad_input_naming_it() -> None:
+    result = invoke("--gc-keep-previous", "-1", "gc", "--json")
+    assert result.exit_code == 2
+    error = one_json_document(result)
+    assert error["error_code"] == "configuration_invalid"
+    assert error["setting"] == "gc_keep_previous"
+
+
+def test_the_database_url_flag_is_the_index_used(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'flag.sqlite3'}"
+    result = invoke("--database-url", url, "db", "upgrade", "--json")
+    assert result.exit_code == 0, result.output
+    assert one_json_document(result)["database"] == url
+    assert (tmp_path / "flag.sqlite3").is_file()

@@ -259,3 +259,24 @@ def test_a_duplicate_run_id_hints_at_another_run_id(
     assert "MODELMANAGER_DATABASE_URL" not in again.stderr
     error = json.loads(runner.invoke(app, [*args, "--run-id", "run-twice", "--json"]).stdout)
     assert (error["error_code"], error["run_id"]) == ("database_error", "run-twice")
+
+
+def test_a_run_waiting_for_a_key_names_the_worker_that_holds_it(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from modelmanager.index import RunStore
+
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    holder = "gpu-7:4242:abcd1234"
+    monkeypatch.setattr(RunStore, "try_acquire", lambda *args: None)
+    monkeypatch.setattr(RunStore, "holder", lambda *args: (holder, datetime.now(UTC)))
+    only_vad = _profile_with(profile, tmp_path / "vad.yaml", {}, keep={"audio_vad"})
+    args = [str(only_vad), str(REPO / "examples/sample"), "--models-root", str(root)]
+    result = runner.invoke(app, ["--lease-wait-s", "0.2", "run", *args])
+    assert result.exit_code == 1, result.output
+    assert f"audio_vad: waiting for {holder} computing the same key" in result.stderr
+    assert "lease_wait_timeout" in result.stdout
+    assert f"waited 0 s for {holder}" in result.stdout

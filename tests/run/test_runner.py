@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,34 @@ def test_cache_hit_trusts_an_unchanged_stat_and_full_rehashes(
     assert [c.status for c in full_run.manifest.components] == ["cached", "cached"]
     assert after_stat - before == HashTotals(files=0, bytes=0)
     assert after_full - after_stat == HashTotals(files=2, bytes=sum(sizes))
+
+
+def test_a_waiting_run_names_the_holder_and_records_its_wait(
+    store: RunStore, tmp_path: Path
+) -> None:
+    """Issue 12: the wait for another worker says who holds the key (the progress line,
+    the timeout's message and field), and a run that got the key after a wait says how long."""
+    runner = make_runner(store, tmp_path, "run-1", lease_wait_s=0.3, poll_s=0.05)
+    key = runner.manager.cache_key_for(
+        "frame_features", producer_version="1.0.0", schema_version="1"
+    )
+    lease = store.try_acquire(key.key, "gpu-7:4242:abcd1234", 30.0)
+    assert lease is not None
+    waits: list[tuple[str, str]] = []
+    result = runner.run(
+        [FrameFeatures()],
+        {"frames": frames()},
+        on_wait=lambda component, owner: waits.append((component.name, owner)),
+    )
+    assert waits == [("frame_features", "gpu-7:4242:abcd1234")]
+    (entry,) = result.manifest.components
+    assert entry.error_fields["holder"] == "gpu-7:4242:abcd1234"
+    assert "for gpu-7:4242:abcd1234 computing the same key" in str(entry.error)
+
+    threading.Timer(0.2, store.release, [lease]).start()
+    again = make_runner(store, tmp_path, "run-2", lease_wait_s=30, poll_s=0.05).run(
+        [FrameFeatures()], {"frames": frames()}
+    )
+    (entry,) = again.manifest.components
+    assert entry.status == "ok"
+    assert any("for gpu-7:4242:abcd1234 computing the same key" in w for w in entry.warnings)

@@ -9,9 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer import _click as click  # the click typer runs on (its own copy since typer 0.26)
+from typer._click.globals import get_current_context
 from typer.core import TyperGroup
 
-from modelmanager.errors import ConfigurationInvalid, ModelManagerError, hint_for
+from modelmanager.errors import (
+    ConfigurationInvalid,
+    InternalError,
+    ModelManagerError,
+    hint_for,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -27,6 +33,7 @@ __all__ = [
     "ModelsRootOption",
     "SourceArgument",
     "command_group",
+    "current_settings",
     "open_run_store",
     "plain_table",
     "report",
@@ -103,8 +110,22 @@ class JsonUsageGroup(TyperGroup):
         return ctx
 
     def invoke(self, ctx: click.Context) -> Any:
-        with _usage_errors_as_json(_wants_json(ctx)):
-            return super().invoke(ctx)
+        as_json = _wants_json(ctx)
+        with _usage_errors_as_json(as_json):
+            try:
+                return super().invoke(ctx)
+            except (typer.Exit, typer.Abort, click.ClickException):
+                raise
+            except ModelManagerError as exc:  # one a command did not report itself
+                report(exc, as_json=as_json)
+                raise typer.Exit(exc.exit_code) from None
+            except Exception as exc:  # a bug: still one line (or document), under a code
+                error = InternalError(
+                    f"unexpected {type(exc).__name__}: {exc}", exception=type(exc).__name__
+                )
+                error.__cause__ = exc
+                report(error, as_json=as_json)
+                raise typer.Exit(error.exit_code) from None
 
 
 def _wants_json(ctx: click.Context) -> bool:
@@ -163,28 +184,50 @@ def reported(as_json: bool) -> Iterator[None]:
 
 def report(exc: ModelManagerError, *, as_json: bool) -> None:
     """Print ``exc``: as one JSON document on stdout, or ``error [code] message`` and its
-    hint on stderr."""
+    hint on stderr; with ``-v``, its traceback and its cause's on stderr too."""
     if as_json:
         stdout.print_json(data=exc.to_dict())
-        return
-    from rich.markup import escape
+    else:
+        from rich.markup import escape
 
-    stderr.print(f"[bold red]error[/] {escape(str(exc))}")
-    hint = hint_for(exc)
-    if hint:
-        stderr.print(f"  hint: {hint}", markup=False)
+        stderr.print(f"[bold red]error[/] {escape(str(exc))}")
+        hint = hint_for(exc)
+        if hint:
+            stderr.print(f"  hint: {hint}", markup=False)
+    if _root_params().get("verbose"):
+        import traceback
+
+        stderr.print("".join(traceback.format_exception(exc)).rstrip(), markup=False)
 
 
-def open_run_store(settings: Settings | None = None, *, create: bool = True) -> RunStore:
-    """The run index of the settings (``MODELMANAGER_DATABASE_URL``), migrated if it must be.
+def _root_params() -> dict[str, Any]:
+    """The options given to ``modelmanager`` itself (``-v``, the settings' flags)."""
+    ctx = get_current_context(silent=True)
+    return {} if ctx is None else ctx.find_root().params
+
+
+def current_settings() -> Settings:
+    """The command's settings: the root flags, then ``MODELMANAGER_*``, then the defaults.
+
+    Raises:
+        ConfigurationInvalid: a value does not fit its setting.
+    """
+    from modelmanager.config import Settings
+
+    params = _root_params()
+    flags = {name: params[name] for name in Settings.model_fields if params.get(name) is not None}
+    return Settings(**flags)
+
+
+def open_run_store(given: Settings | None = None, *, create: bool = True) -> RunStore:
+    """The run index of the settings (``--database-url``), migrated if it must be.
 
     Read-only commands pass ``create=False``: a database without a run index is left
     untouched and a DatabaseError says so (hint: ``modelmanager db upgrade``).
     """
-    from modelmanager.config import Settings
     from modelmanager.index import RunStore
 
-    return RunStore.open((settings or Settings()).resolved_database_url, create=create)
+    return RunStore.open((given or current_settings()).resolved_database_url, create=create)
 
 
 def plain_table(*columns: str, wrap: Collection[str] = ()) -> Table:

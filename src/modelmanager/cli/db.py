@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelmanager.cli._common import JsonOption, command_group, reported, stdout
+from modelmanager.cli._common import JsonOption, command_group, current_settings, reported, stdout
 
 __all__ = ["db_app"]
 
@@ -26,12 +26,11 @@ def upgrade(as_json: JsonOption = False) -> None:
     """Create the run index, or migrate it to the newest revision (nothing to do if it is)."""
     from rich.markup import escape
 
-    from modelmanager.config import Settings
     from modelmanager.index import RunStore
     from modelmanager.index.migrations import HEAD
 
     with reported(as_json):
-        url = Settings().resolved_database_url
+        url = current_settings().resolved_database_url
         with RunStore.open(url, migrate=False) as store:
             before = store.revision()
             if before != HEAD:

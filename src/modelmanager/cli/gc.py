@@ -21,6 +21,7 @@ import typer
 
 from modelmanager.cli._common import (
     JsonOption,
+    current_settings,
     open_run_store,
     plain_table,
     reported,
@@ -72,11 +73,10 @@ def gc_command(
     as_json: JsonOption = False,
 ) -> None:
     """Collect old runs: keep the latest successful run per group plus N previous."""
-    from modelmanager.config import Settings
     from modelmanager.retention import collect_garbage
 
     with reported(as_json):  # the options are checked before the index opens
-        settings = Settings()
+        settings = current_settings()
         policy = _policy(settings, keep_previous, hard_cap_days, temp_ttl_days)
     with _on_the_index(as_json, settings, create=not dry_run) as (store, artifact_root, progress):
         report = collect_garbage(
@@ -219,10 +219,9 @@ def _on_the_index(
     """The run index, the artifact root and a file progress bar of ``settings`` (default:
     the environment's), with errors reported as the command's (:func:`reported`). A command
     that changes nothing passes ``create=False``: it never creates a run index."""
-    from modelmanager.config import Settings
 
     with reported(as_json):
-        settings = Settings() if settings is None else settings
+        settings = current_settings() if settings is None else settings
         with (
             open_run_store(settings, create=create) as store,
             _file_progress("deleting") as progress,

@@ -22,6 +22,7 @@ from modelmanager.cli._common import (
     JsonOption,
     ModelsRootOption,
     SourceArgument,
+    current_settings,
     open_run_store,
     plain_table,
     reported,
@@ -119,11 +120,12 @@ def _manager_from(source: str, models_root: Path | None) -> tuple[ModelManager, 
     from modelmanager.manager import ModelManager
     from modelmanager.mapping.sources import load_document, resolve_mapping
 
+    settings = current_settings()
     path = Path(source)
     if not path.is_file() and "/" not in source and path.suffix not in {".yaml", ".yml", ".json"}:
-        with open_run_store(create=False) as store:
+        with open_run_store(settings, create=False) as store:
             mapping, origin = resolve_mapping(store=store, profile_name=source)
-        return ModelManager(None, mapping, models_root=models_root), origin
+        return ModelManager(None, mapping, models_root=models_root, settings=settings), origin
     document = load_document(source)
     is_payload = "model_mapping" in document
     mapping, origin = resolve_mapping(
@@ -131,7 +133,8 @@ def _manager_from(source: str, models_root: Path | None) -> tuple[ModelManager, 
         profile_path=None if is_payload else source,
     )
     run_context = document.get("run_context") if is_payload else None
-    return ModelManager(run_context, mapping, models_root=models_root), origin
+    manager = ModelManager(run_context, mapping, models_root=models_root, settings=settings)
+    return manager, origin
 
 
 def health(
@@ -217,7 +220,6 @@ def digest(
     as_json: JsonOption = False,
 ) -> None:
     """Print the weights_digest of files and directory models. A missing path is bad input (exit 2)."""
-    from modelmanager.config import Settings
     from modelmanager.weights.digest import DigestCache, Digester
 
     with reported(as_json):
@@ -226,7 +228,7 @@ def digest(
             raise ConfigurationInvalid(
                 f"no such file or directory: {', '.join(missing)}", path=missing
             )
-        settings = Settings()
+        settings = current_settings()
         cache = None if no_cache else DigestCache.in_dir(settings.cache_dir)
         digester = Digester(cache, workers=settings.digest_workers)
         size_hint = sum(p.stat().st_size for p in paths if p.is_file())

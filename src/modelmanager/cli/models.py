@@ -23,6 +23,7 @@ from modelmanager.cli._common import (
     JsonOption,
     ModelsRootOption,
     command_group,
+    current_settings,
     reported,
     stderr,
     stdout,
@@ -59,11 +60,11 @@ def prepare(
     and unchanged are left alone."""
     from rich.table import Table
 
-    from modelmanager.config import Settings, require_models_root
+    from modelmanager.config import require_models_root
     from modelmanager.tools.prepare import prepare_models, write_profile
 
     with reported(as_json):
-        root = require_models_root(models_root or Settings().models_root)
+        root = require_models_root(models_root or current_settings().models_root)
         with stderr.status("preparing models") as status:
 
             def progress(name: str, what: str) -> None:

@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelmanager.cli._common import JsonOption, ModelsRootOption, reported, stderr, stdout
+from modelmanager.cli._common import (
+    JsonOption,
+    ModelsRootOption,
+    current_settings,
+    reported,
+    stderr,
+    stdout,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -79,7 +86,7 @@ def run(
 ) -> None:
     """Run the profile's components over a sample: cached, reproducible, with a manifest."""
     from modelmanager.components import REGISTRY
-    from modelmanager.config import Settings, require_models_root
+    from modelmanager.config import require_models_root
     from modelmanager.errors import ConfigurationInvalid, RunInterrupted
     from modelmanager.index import RunStore
     from modelmanager.manager import ModelManager
@@ -89,7 +96,7 @@ def run(
     from modelmanager.tools.media import load_sample
 
     with reported(as_json), ExitStack() as stack:
-        settings = Settings()
+        settings = current_settings()
         stack.enter_context(sigterm_as_interrupt())
         mapping, source = resolve_mapping(profile_path=profile)
         components: list[Component] = [
@@ -223,7 +230,14 @@ def _run_with_progress(
             else:
                 bar.update(task, completed=1, description=f"{component.name}: {entry.status}")
 
-        return runner.run(components, inputs, on_component=on_component)
+        def on_wait(component: Component, owner: str) -> None:
+            waiting = f"{component.name}: waiting for {owner} computing the same key"
+            if not disable:
+                bar.update(tasks[component.name], description=waiting)
+            elif not quiet:  # no spinner to say it: one line
+                stderr.print(waiting, markup=False)
+
+        return runner.run(components, inputs, on_component=on_component, on_wait=on_wait)
 
 
 def run_table(result: RunResult, title: str | None = None) -> Table:

@@ -20,6 +20,7 @@ from modelmanager.cli._common import (
     ComponentOption,
     JsonOption,
     command_group,
+    current_settings,
     open_run_store,
     plain_table,
     reported,
@@ -67,10 +68,9 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One run: its context and one line per component (status, cache hit, time, signature)."""
-    from modelmanager.config import Settings
 
     with reported(as_json):
-        settings = Settings()
+        settings = current_settings()
         with open_run_store(settings, create=False) as store:
             run = store.get_run(run_id)
             if run is None:
@@ -147,10 +147,9 @@ def explain_runs(
     Raises:
         RunNotFound: a run id is not in the index, or its manifest is gone.
     """
-    from modelmanager.config import Settings
     from modelmanager.mapping.signature import diff_documents
 
-    settings = Settings()
+    settings = current_settings()
     with open_run_store(settings, create=False) as store:
         manifests = [_manifest(store, settings, run_id) for run_id in (run_a, run_b)]
     names = _names(manifests)

@@ -28,6 +28,7 @@ from modelmanager.cli._common import (
     JsonOption,
     ModelsRootOption,
     command_group,
+    current_settings,
     reported,
     stderr,
     stdout,
@@ -55,14 +56,14 @@ def build_repo(
     as_json: JsonOption = False,
 ) -> None:
     """Write the Triton repository of the profile's runtime: triton entries (verified ONNX)."""
-    from modelmanager.config import Settings, require_models_root
+    from modelmanager.config import require_models_root
     from modelmanager.mapping.sources import resolve_mapping
     from modelmanager.triton.repo import build_repository
     from modelmanager.weights.digest import DigestCache, Digester
 
     with reported(as_json):
         mapping, origin = resolve_mapping(profile_path=profile)
-        settings = Settings()
+        settings = current_settings()
         root = require_models_root(models_root or settings.models_root)
         with DigestCache.in_dir(settings.cache_dir) as cache:
             models = build_repository(

@@ -126,6 +126,7 @@ class Runner:
         self.poll_s = poll_s
         self.verify_artifacts: ArtifactVerify = verify_artifacts
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._on_wait: Callable[[Component, str], None] | None = None
 
     def run(
         self,
@@ -133,12 +134,16 @@ class Runner:
         inputs: Mapping[str, Any],
         *,
         on_component: Callable[[Component, ComponentEntry | None], None] | None = None,
+        on_wait: Callable[[Component, str], None] | None = None,
     ) -> RunResult:
         """Run every component in order; a failing one is recorded, the others still run.
 
         ``on_component(component, None)`` is called as a component starts and
-        ``on_component(component, entry)`` as it ends (progress display).
+        ``on_component(component, entry)`` as it ends (progress display);
+        ``on_wait(component, owner)`` as it starts waiting for another worker (``owner``:
+        host:pid:id) that holds the lease on its key.
         """
+        self._on_wait = on_wait
         ctx = self.run_context
         started = utc_timestamp()
         # Runs whose worker died are noticed here (and by gc, orphans, delete-video).
@@ -336,11 +341,15 @@ class Runner:
 
         The lease stays held (and renewed) in ``lease_held`` after this returns.
         """
-        deadline = time.monotonic() + self.lease_wait_s
+        started = time.monotonic()
+        deadline = started + self.lease_wait_s
+        waited_for: str | None = None
         while True:
             lease = self.store.try_acquire(key.key, self.owner, self.lease_ttl_s)
             if lease is not None:
                 break
+            if waited_for is None:
+                waited_for = self._waiting(component, key)
             time.sleep(self.poll_s)
             record = self._reusable(key, component, attempt)
             if record is not None:
@@ -348,12 +357,18 @@ class Runner:
                 return record
             if time.monotonic() > deadline:
                 holder = self.store.holder(key.key)
+                owner = holder[0] if holder else waited_for
                 raise LeaseWaitTimeout(
-                    f"{component.name}: waited {self.lease_wait_s:.0f} s for "
-                    f"{holder[0] if holder else 'another worker'} computing the same key",
+                    f"{component.name}: waited {self.lease_wait_s:.0f} s for {owner} "
+                    "computing the same key",
                     component=component.name,
                     cache_key=key.key,
+                    holder=owner,
                 )
+        if waited_for is not None:
+            attempt.warnings.append(
+                f"waited {time.monotonic() - started:.1f} s for {waited_for} computing the same key"
+            )
         attempt.lease = lease
         lease_held.callback(self.store.release, lease)
         lease_held.enter_context(lease_heartbeat(self.store, lease, self.lease_ttl_s))
@@ -362,6 +377,16 @@ class Runner:
             attempt.cache_hit = True
             return record
         return self._compute(key, component, inputs, attempt)
+
+    def _waiting(self, component: Component, key: CacheKey) -> str:
+        """Who holds ``key`` (host:pid:id, or "another worker" if it was just released),
+        told to ``on_wait`` and the log as the wait starts."""
+        holder = self.store.holder(key.key)
+        owner = holder[0] if holder else "another worker"
+        logger.info("%s: waiting for %s computing the same key", component.name, owner)
+        if self._on_wait is not None:
+            self._on_wait(component, owner)
+        return owner
 
     def _compute(
         self,
