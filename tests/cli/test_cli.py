@@ -228,3 +228,55 @@ def test_health_table(example: tuple[Path, Path]) -> None:
     result = run("health", profile, "--models-root", root, "-c", "frame_features")
     assert result.exit_code == 1
     assert "FAIL weights_digest_mismatch" in result.output
+
+
+def _big_profile(path: Path, example_profile: Path, n: int) -> Path:
+    """A profile of ``n`` components, each the example's frame encoder (one weights file)."""
+    import yaml
+
+    entry = yaml.safe_load(example_profile.read_text())["components"]["frame_features"]
+    components = {f"c{i:05d}": entry for i in range(n)}
+    return _write_json(path, {"format_version": 1, "profile": "big", "components": components})
+
+
+def _peak_bytes(work: Any) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_large_resolve_json_costs_about_what_the_api_does(
+    example: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Issue 12: the --json of a large document costs a small multiple of the API's memory
+    (rich's JSON highlighting took 18x: 1.4 GiB for a 10k-component resolve)."""
+    from modelmanager.manager import ModelManager
+    from modelmanager.mapping.sources import resolve_mapping
+
+    profile, root = example
+    big = _big_profile(tmp_path / "big.json", profile, 2000)
+
+    def api() -> None:
+        mapping, _ = resolve_mapping(profile_path=big)
+        with ModelManager(None, mapping, models_root=root) as mm:
+            list(mm.verify_all())
+            for name in mapping.components:
+                mm.models_used_for(name)
+                mm.model_signature_for(name)
+
+    results: list[Any] = []
+
+    def cli() -> None:
+        results.append(run("resolve", big, "--models-root", root, "--json"))
+
+    api(), cli()  # imports and the digest cache warm, outside the measurement
+    cli_peak, api_peak = _peak_bytes(cli), _peak_bytes(api)
+    for result in results:
+        assert result.exit_code == 0, result.output
+        assert len(json.loads(result.stdout)["components"]) == 2000
+    assert cli_peak <= 3 * api_peak

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelmanager.cli._common import JsonOption, command_group, current_settings, reported, stdout
+from modelmanager.cli._common import (
+    JsonOption,
+    command_group,
+    current_settings,
+    print_json,
+    reported,
+    stdout,
+)
 
 __all__ = ["db_app"]
 
@@ -44,7 +51,7 @@ def upgrade(as_json: JsonOption = False) -> None:
         "upgraded": before != after,
     }
     if as_json:
-        stdout.print_json(data=summary)
+        print_json(summary)
         return
     if before == after:
         stdout.print(f"run index in {escape(database)} is at the newest revision {after}")

@@ -24,6 +24,7 @@ from modelmanager.cli._common import (
     current_settings,
     open_run_store,
     plain_table,
+    print_json,
     reported,
     stderr,
     stdout,
@@ -88,7 +89,7 @@ def gc_command(
             progress=progress,
         )
     if as_json:
-        stdout.print_json(data=report.to_json_dict())
+        print_json(report.to_json_dict())
         return
     _print_gc(report)
 
@@ -111,7 +112,7 @@ def orphans_command(
     with _on_the_index(as_json, create=fix) as (store, artifact_root, progress):
         report = find_orphans(store, artifact_root, fix=fix, progress=progress)
     if as_json:
-        stdout.print_json(data=report.to_json_dict())
+        print_json(report.to_json_dict())
     else:
         _print_orphans(report, fix)
     if not report.clean and not fix:
@@ -170,7 +171,7 @@ def delete_video_command(
             progress=progress,
         )
     if as_json:
-        stdout.print_json(data=report.to_json_dict())
+        print_json(report.to_json_dict())
         return
     subject = f"{platform_id}/{video_id}"
     if not report.found:

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from modelmanager.cli._common import JsonOption, reported, stdout
+from modelmanager.cli._common import JsonOption, print_json, reported, stdout
 from modelmanager.errors import LintPathMissing
 
 __all__ = ["lint_offline"]
@@ -41,8 +41,8 @@ def lint_offline(paths: PathsArgument, as_json: JsonOption = False) -> None:
         files = python_files(paths)
         findings = lint_paths(files)
     if as_json:
-        stdout.print_json(
-            data={
+        print_json(
+            {
                 "findings": [asdict(f) for f in findings],
                 "count": len(findings),
                 "files": len(files),

@@ -25,6 +25,7 @@ from modelmanager.cli._common import (
     current_settings,
     open_run_store,
     plain_table,
+    print_json,
     reported,
     stderr,
     stdout,
@@ -109,7 +110,7 @@ def resolve(
             },
         }
     if as_json:
-        stdout.print_json(data=result)
+        print_json(result)
         return
     _print_resolved(result)
 
@@ -151,7 +152,7 @@ def health(
             reports = mm.health([component] if component is not None else None)
     healthy = all(r.ok for r in reports)
     if as_json:
-        stdout.print_json(data={"healthy": healthy, "models": [r.to_json_dict() for r in reports]})
+        print_json({"healthy": healthy, "models": [r.to_json_dict() for r in reports]})
     else:
         table = plain_table(
             "component", "role", "runtime", "status", "ms", "detail", wrap={"detail"}
@@ -239,7 +240,7 @@ def digest(
             if cache is not None:
                 cache.close()
     if as_json:
-        stdout.print_json(data=[r.to_json_dict() for r in results])
+        print_json([r.to_json_dict() for r in results])
         return
     for r in results:
         note = "cached" if r.cached else "hashed"

@@ -24,6 +24,7 @@ from modelmanager.cli._common import (
     ModelsRootOption,
     command_group,
     current_settings,
+    print_json,
     reported,
     stderr,
     stdout,
@@ -74,8 +75,8 @@ def prepare(
         if profile_out is not None:
             write_profile(prepared, profile_out)
     if as_json:
-        stdout.print_json(
-            data={
+        print_json(
+            {
                 "models_root": str(root),
                 "models": [p.to_json_dict() for p in prepared],
                 "profile": None if profile_out is None else str(profile_out),
@@ -130,8 +131,8 @@ def check(
         used = sorted(set().union(*(profile_model_names(load_document(p)) for p in paths)))
     missing = sorted({name for names in missing_by_profile.values() for name in names})
     if as_json:
-        stdout.print_json(
-            data={
+        print_json(
+            {
                 "inventory": str(inventory),
                 "profiles": [str(p) for p in paths],
                 "models_used": used,

@@ -17,7 +17,14 @@ from typing import Annotated, Any
 
 import typer
 
-from modelmanager.cli._common import JsonOption, command_group, open_run_store, reported, stdout
+from modelmanager.cli._common import (
+    JsonOption,
+    command_group,
+    open_run_store,
+    print_json,
+    reported,
+    stdout,
+)
 from modelmanager.errors import InvalidModelSpec
 
 __all__ = ["profiles_app"]
@@ -66,7 +73,7 @@ def load(
         "components": components,
     }
     if as_json:
-        stdout.print_json(data=summary)
+        print_json(summary)
         return
     models = sum(len(roles) for roles in components.values())
     stdout.print(
@@ -87,7 +94,7 @@ def list_profiles(as_json: JsonOption = False) -> None:
         names = store.list_profiles()
         database = store.url
     if as_json:
-        stdout.print_json(data={"database": database, "profiles": names})
+        print_json({"database": database, "profiles": names})
         return
     if not names:
         stdout.print(

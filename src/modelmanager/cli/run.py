@@ -36,6 +36,7 @@ from modelmanager.cli._common import (
     JsonOption,
     ModelsRootOption,
     current_settings,
+    print_json,
     reported,
     stderr,
     stdout,
@@ -139,7 +140,7 @@ def run(
                 run_id=context["run_id"],
             ) from None
     if as_json:
-        stdout.print_json(data=result.manifest.model_dump(mode="json"))
+        print_json(result.manifest.model_dump(mode="json"))
     else:
         _print_result(result, settings.resolved_artifact_root)
     if not result.ok:

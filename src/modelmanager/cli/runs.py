@@ -23,6 +23,7 @@ from modelmanager.cli._common import (
     current_settings,
     open_run_store,
     plain_table,
+    print_json,
     reported,
     stdout,
 )
@@ -50,7 +51,7 @@ def list_runs(
     with reported(as_json), open_run_store(create=False) as store:
         runs = store.list_runs(platform_id=platform_id, video_id=video_id, limit=limit)
     if as_json:
-        stdout.print_json(data=[_run_dict(r) for r in runs])
+        print_json([_run_dict(r) for r in runs])
         return
     table = plain_table(
         "run_id", "platform_id", "video_id", "status", "started_at", "mapping_source"
@@ -82,7 +83,7 @@ def show(
             {**_row_dict(row), "error": messages.get(row.component) if row.error_code else None}
             for row in rows
         ]
-        stdout.print_json(data={**_run_dict(run), "components": components})
+        print_json({**_run_dict(run), "components": components})
         return
     stdout.print(
         f"run {run.run_id}  {run.status}  {run.platform_id}/{run.video_id}  "
@@ -193,8 +194,8 @@ def explain(
             return
         by_component = explain_runs(a, b, component)
     if as_json:
-        stdout.print_json(
-            data={
+        print_json(
+            {
                 name: None if diffs is None else _differences_json(diffs)
                 for name, diffs in by_component.items()
             }
@@ -213,7 +214,7 @@ def _differences_json(diffs: list[FieldDifference]) -> dict[str, Any]:
 
 def _print_differences(diffs: list[FieldDifference], label: str, as_json: bool) -> None:
     if as_json:
-        stdout.print_json(data=_differences_json(diffs))
+        print_json(_differences_json(diffs))
     elif not diffs:
         stdout.print(f"{label}no differences: the same key, a shared cache entry", markup=False)
     else:

@@ -29,6 +29,7 @@ from modelmanager.cli._common import (
     ModelsRootOption,
     command_group,
     current_settings,
+    print_json,
     reported,
     stderr,
     stdout,
@@ -81,7 +82,7 @@ def build_repo(
         ],
     }
     if as_json:
-        stdout.print_json(data=result)
+        print_json(result)
         return
     stdout.print(f"wrote {result['repository']} (from {origin})", markup=False)
     for model in models:
@@ -135,7 +136,7 @@ def serve(
                 "log_path": str(server.log_path),
             }
             if as_json:
-                stdout.print_json(data=info)
+                print_json(info)
             else:
                 for key, value in info.items():
                     stdout.print(f"{key:<12} {value}", markup=False)
