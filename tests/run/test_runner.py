@@ -325,3 +325,39 @@ def test_a_waiting_run_names_the_holder_and_records_its_wait(
     (entry,) = again.manifest.components
     assert entry.status == "ok"
     assert any("for gpu-7:4242:abcd1234 computing the same key" in w for w in entry.warnings)
+
+
+@pytest.mark.parametrize("collector", ["orphans --fix", "gc"])
+def test_a_killed_workers_temp_file_is_collected(
+    store_url: str, tmp_path: Path, collector: str
+) -> None:
+    """Issue 12: the temp file a SIGKILLed worker was writing does not stay forever: its run
+    is marked abandoned (same host, pid gone) and ``orphans --fix`` or ``gc`` deletes it.
+    Both backends; with SQLite the child's database file is beside the artifact root."""
+    from modelmanager.retention import collect_garbage, find_orphans
+
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    child = _spawn(
+        _child, store_url, str(root), "run-killed", {"frames": frames(), "padding_mb": 400}
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(root.rglob(".*.tmp")):
+        time.sleep(0.005)
+    (temp,) = root.rglob(".*.tmp")
+    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    child.join(30)
+    with RunStore.open(store_url) as store:
+        assert store.get_run("run-killed").status == "running"  # type: ignore[union-attr]
+        assert find_orphans(store, root).clean  # a read-only look changes nothing
+        assert temp.exists()
+        if collector == "gc":  # abandoned, then collected as a run that produced nothing
+            collected = collect_garbage(store, root)
+            assert [(r.run_id, r.status) for r in collected.runs] == [("run-killed", "abandoned")]
+            assert store.get_run("run-killed") is None
+        else:
+            report = find_orphans(store, root, fix=True)
+            assert temp.relative_to(root).as_posix() in report.unknown_files
+            assert store.get_run("run-killed").status == "abandoned"  # type: ignore[union-attr]
+    assert not temp.exists()
+    assert not list(root.rglob("*.tmp"))
