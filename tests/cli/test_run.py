@@ -280,3 +280,81 @@ def test_a_run_waiting_for_a_key_names_the_worker_that_holds_it(
     assert f"audio_vad: waiting for {holder} computing the same key" in result.stderr
     assert "lease_wait_timeout" in result.stdout
     assert f"waited 0 s for {holder}" in result.stdout
+
+
+def _processes() -> dict[int, tuple[str, int, int]]:
+    """pid -> (comm, ppid, pgrp) of every live process (procfs)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_bytes()
+            except OSError:
+                continue
+            comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
+            fields = stat.rsplit(b")", 1)[1].split()
+            if fields[0] not in (b"Z", b"X"):
+                found[int(entry.name)] = (comm, int(fields[1]), int(fields[2]))
+    return found
+
+
+# The run's first component blocks once it starts (the server is up and serving by then).
+_BLOCKING_RUN = """
+import sys, time
+from modelmanager.components import REGISTRY
+def blocked(self, request):
+    print("computing", file=sys.stderr, flush=True)
+    time.sleep(120)
+REGISTRY["audio_vad"].process = blocked
+from modelmanager.cli import main
+main()
+"""
+
+
+def test_sigterm_during_a_triton_run_stops_the_server_and_its_stubs(
+    prepared: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Issue 12: SIGTERM during `run --runtime triton` ends the run `interrupted`, with its
+    manifest, and leaves no tritonserver or Python backend stub behind (it leaked ~550 MB)."""
+    import os
+    import signal
+    import time
+
+    root, profile = prepared
+    env = {**os.environ, "MODELMANAGER_DATA_DIR": str(tmp_path / "data")}
+    args = [str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    command = [sys.executable, "-c", _BLOCKING_RUN, "run", *args, "--runtime", "triton"]
+    worker = subprocess.Popen(
+        [*command, "--run-id", "drill", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stderr is not None
+        assert worker.stderr.readline().strip() == "computing", "the run never started"
+        servers = [
+            pid
+            for pid, (comm, ppid, _) in _processes().items()
+            if ppid == worker.pid and comm == "tritonserver"
+        ]
+        assert len(servers) == 1
+        group = [pid for pid, (_, _, pgrp) in _processes().items() if pgrp == servers[0]]
+        assert len(group) > 1  # the server and its Python backend stubs
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 1
+    assert json.loads(out)["error_code"] == "run_interrupted"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(group) & set(_processes()):
+        time.sleep(0.05)
+    assert not set(group) & set(_processes()), "a tritonserver process outlived the run"
+    shown = runner.invoke(app, ["runs", "show", "drill", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    run = json.loads(shown.stdout)
+    assert run["status"] == "interrupted"
+    assert run["manifest_path"]
