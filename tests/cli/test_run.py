@@ -214,18 +214,45 @@ def test_the_example_profile_names_components_no_pipeline_component_consumes(
     assert "text_ocr" not in error["components"]
 
 
-def test_a_pipeline_component_the_profile_lacks_is_not_run(
+def test_a_pipeline_component_the_profile_lacks_is_bad_input_unless_left_out(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: a pipeline component the profile has no mapping for fails the run before it
+    starts, naming it; --component runs only some components, on purpose."""
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    only_vad = _profile_with(profile, tmp_path / "vad.yaml", {}, keep={"audio_vad"})
+    args = ["run", str(only_vad), str(REPO / "examples/sample"), "--models-root", str(root)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)
+    assert error["error_code"] == "model_mapping_missing"
+    assert error["components"] == ["frame_safety", "text_ocr"]
+    assert "has no mapping for pipeline components 'frame_safety', 'text_ocr'" in error["error"]
+    text = runner.invoke(app, args)
+    assert "hint: Add frame_safety, text_ocr to the profile, or run only some" in text.stderr
+    chosen = runner.invoke(app, [*args, "--component", "audio_vad", "--json"])
+    assert chosen.exit_code == 0, chosen.output
+    assert [c["component"] for c in json.loads(chosen.stdout)["components"]] == ["audio_vad"]
+    lacking = runner.invoke(app, [*args, "-c", "audio_vad", "-c", "text_ocr", "--json"])
+    assert lacking.exit_code == 2, lacking.output
+    assert json.loads(lacking.stdout)["components"] == ["text_ocr"]
+
+
+def test_run_only_some_components_of_a_full_profile(
     prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
-    only_vad = _profile_with(profile, tmp_path / "vad.yaml", {}, keep={"audio_vad"})
-    result = runner.invoke(
-        app,
-        ["run", str(only_vad), str(REPO / "examples/sample"), "--models-root", str(root), "--json"],
-    )
+    args = ["run", str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    result = runner.invoke(app, [*args, "-c", "frame_safety", "-c", "audio_vad", "--json"])
     assert result.exit_code == 0, result.output
-    assert [c["component"] for c in json.loads(result.stdout)["components"]] == ["audio_vad"]
+    ran = [c["component"] for c in json.loads(result.stdout)["components"]]
+    assert ran == ["audio_vad", "frame_safety"]  # the profile's order
+    typo = runner.invoke(app, [*args, "-c", "audio_vadd", "--json"])
+    assert typo.exit_code == 2, typo.output
+    error = json.loads(typo.stdout)
+    assert (error["error_code"], error["suggestion"]) == ("configuration_invalid", "audio_vad")
 
 
 def test_a_missing_sample_has_its_own_hint(
@@ -250,6 +277,7 @@ def test_a_duplicate_run_id_hints_at_another_run_id(
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
     only_vad = _profile_with(profile, tmp_path / "vad.yaml", {}, keep={"audio_vad"})
     args = ["run", str(only_vad), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args += ["-c", "audio_vad"]
     first = runner.invoke(app, [*args, "--run-id", "run-twice"])
     assert first.exit_code == 0, first.output
     again = runner.invoke(app, [*args, "--run-id", "run-twice"])
@@ -275,7 +303,7 @@ def test_a_run_waiting_for_a_key_names_the_worker_that_holds_it(
     monkeypatch.setattr(RunStore, "holder", lambda *args: (holder, datetime.now(UTC)))
     only_vad = _profile_with(profile, tmp_path / "vad.yaml", {}, keep={"audio_vad"})
     args = [str(only_vad), str(REPO / "examples/sample"), "--models-root", str(root)]
-    result = runner.invoke(app, ["--lease-wait-s", "0.2", "run", *args])
+    result = runner.invoke(app, ["--lease-wait-s", "0.2", "run", *args, "-c", "audio_vad"])
     assert result.exit_code == 1, result.output
     assert f"audio_vad: waiting for {holder} computing the same key" in result.stderr
     assert "lease_wait_timeout" in result.stdout
@@ -358,3 +386,24 @@ def test_sigterm_during_a_triton_run_stops_the_server_and_its_stubs(
     run = json.loads(shown.stdout)
     assert run["status"] == "interrupted"
     assert run["manifest_path"]
+
+
+def test_the_run_command_takes_the_lease_settings(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: MODELMANAGER_LEASE_TTL_S/_WAIT_S were documented but the runner used 60/600."""
+    from modelmanager.run.runner import Runner
+
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MODELMANAGER_LEASE_TTL_S", "7.5")
+    seen: list[tuple[float, float]] = []
+
+    def spy(self: Runner, *args: Any, **kwargs: Any) -> Any:
+        seen.append((self.lease_ttl_s, self.lease_wait_s))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Runner, "run", spy)
+    args = ["run", str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    runner.invoke(app, ["--lease-wait-s", "42", *args])
+    assert seen == [(7.5, 42.0)]

@@ -24,7 +24,7 @@ computed or ``--runtime triton`` is asked for.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import ExitStack, nullcontext
 from enum import StrEnum
 from pathlib import Path
@@ -83,6 +83,15 @@ def run(
         ),
     ] = VerifyChoice.stat,
     run_id: Annotated[str | None, typer.Option(help="Default: a new random id.")] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--component",
+            "-c",
+            help="Run only this pipeline component (repeat for more); default: every one, "
+            "and the profile must map each.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the profile's components over a sample: cached, reproducible, with a manifest."""
@@ -101,7 +110,8 @@ def run(
         stack.enter_context(sigterm_as_interrupt())
         mapping, source = resolve_mapping(profile_path=profile)
         components: list[Component] = [
-            REGISTRY[name]() for name in known_components(mapping.components, REGISTRY, profile)
+            REGISTRY[name]()
+            for name in known_components(mapping.components, REGISTRY, profile, only or ())
         ]
         try:
             media = load_sample(sample)
@@ -148,40 +158,45 @@ def run(
 
 
 def known_components(
-    names: Iterable[str], known: Collection[str], profile: object = None
+    names: Iterable[str],
+    known: Collection[str],
+    profile: object = None,
+    only: Sequence[str] = (),
 ) -> list[str]:
-    """The profile's component ``names``, checked against the ``known`` pipeline components
-    (in the profile's order). A pipeline component the profile lacks is simply not run.
+    """The components to run: the profile's component ``names`` (in its order), checked
+    against the ``known`` pipeline components, or only those of ``only`` (``--component``).
 
     Raises:
-        InvalidModelSpec: a name no known component consumes (a misspelling: it names the
-            closest known one), or no known component at all; before any run starts.
+        InvalidModelSpec: a profile name no known component consumes (a misspelling: it
+            names the closest known one), or no component at all; before any run starts.
+        ModelMappingMissing: a pipeline component (every known one, or one of ``only``)
+            that the profile has no mapping for; nothing falls back to running without it.
+        ConfigurationInvalid: a name in ``only`` that is no known component.
     """
-    import difflib
-
-    from modelmanager.errors import InvalidModelSpec
+    from modelmanager.errors import ConfigurationInvalid, InvalidModelSpec, ModelMappingMissing
 
     names = list(names)
     choices = sorted(known)
+    source = None if profile is None else str(profile)
     unknown = [name for name in names if name not in known]
     if unknown:
-        guesses = {name: difflib.get_close_matches(name, choices, n=1) for name in unknown}
+        guesses = {name: _closest(name, choices) for name in unknown}
         described = "; ".join(
-            f"{name!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+            f"{name!r}" + (f" (did you mean {guess!r}?)" if guess else "")
             for name, guess in guesses.items()
         )
         first = unknown[0]
         raise InvalidModelSpec(
             f"{profile or 'the profile'}: no pipeline component consumes {described}; "
             f"the known components are {', '.join(choices)}",
-            source=None if profile is None else str(profile),
+            source=source,
             component=first,
             components=unknown,
             field="components",
-            suggestion=guesses[first][0] if guesses[first] else None,
+            suggestion=guesses[first],
             expected=choices,
             hint=(
-                f"Rename {first!r} to {guesses[first][0]!r} in the profile."
+                f"Rename {first!r} to {guesses[first]!r} in the profile."
                 if guesses[first]
                 else f"Map only known components: {', '.join(choices)}."
             ),
@@ -190,11 +205,44 @@ def known_components(
         raise InvalidModelSpec(
             f"{profile or 'the profile'}: it maps no component; the known components are "
             f"{', '.join(choices)}",
-            source=None if profile is None else str(profile),
+            source=source,
             field="components",
             expected=choices,
         )
-    return names
+    for name in only:
+        if name not in known:
+            guess = _closest(name, choices)
+            raise ConfigurationInvalid(
+                f"--component {name!r} is no pipeline component"
+                + (f" (did you mean {guess!r}?)" if guess else "")
+                + f"; the known components are {', '.join(choices)}",
+                param="component",
+                component=name,
+                suggestion=guess,
+                expected=choices,
+            )
+    wanted = list(dict.fromkeys(only)) if only else choices
+    lacking = [name for name in wanted if name not in names]
+    if lacking:
+        raise ModelMappingMissing(
+            f"{profile or 'the profile'} has no mapping for pipeline component"
+            f"{'s' if len(lacking) > 1 else ''} {', '.join(map(repr, lacking))}",
+            source=source,
+            component=lacking[0],
+            components=lacking,
+            hint=(
+                f"Add {', '.join(lacking)} to the profile"
+                + ("." if only else ", or run only some components with --component.")
+            ),
+        )
+    return [name for name in names if name in wanted]
+
+
+def _closest(name: str, choices: Sequence[str]) -> str | None:
+    import difflib
+
+    guesses = difflib.get_close_matches(name, choices, n=1)
+    return guesses[0] if guesses else None
 
 
 def run_context_for(sample: Path, run_id: str | None = None) -> dict[str, str]:
