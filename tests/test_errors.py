@@ -41,6 +41,8 @@ STABLE_CODES = {
     "artifact_path_unsafe",
     "video_deleted",
     "internal_error",
+    "video_invalid",
+    "video_decoder_missing",
 }
 BAD_INPUT = {
     "invalid_model_spec",
@@ -52,6 +54,7 @@ BAD_INPUT = {
     "lint_path_missing",
     "artifact_root_missing",
     "canonical_json_invalid",
+    "video_invalid",
 }
 
 

@@ -101,6 +101,12 @@ from .errors import (
     VideoDeleted as VideoDeleted,
 )
 from .errors import (
+    VideoDecoderMissing as VideoDecoderMissing,
+)
+from .errors import (
+    VideoInvalid as VideoInvalid,
+)
+from .errors import (
     WeightsDigestMismatch as WeightsDigestMismatch,
 )
 from .index.store import RunStore as RunStore

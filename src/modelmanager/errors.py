@@ -40,6 +40,8 @@ actual digest, ...) travel in ``error.fields``.
     ├── ArtifactRootMissing         artifact_root_missing     (bad input)
     ├── DeletionBlocked             deletion_blocked
     ├── VideoDeleted                video_deleted             (a delete-video won the race: nothing published)
+    ├── VideoInvalid                video_invalid             (bad input: not a video, truncated, no video stream)
+    ├── VideoDecoderMissing         video_decoder_missing     (also ImportError: PyAV is not installed)
     └── InternalError               internal_error            (a bug: an exception of no other code reached the CLI)
 
 ``ModelArtifactMissing`` is also a ``FileNotFoundError`` so that ``except
@@ -87,7 +89,9 @@ __all__ = [
     "TritonInferFailed",
     "TritonModelNotFound",
     "TritonUnavailable",
+    "VideoDecoderMissing",
     "VideoDeleted",
+    "VideoInvalid",
     "WeightsDigestMismatch",
     "hint_for",
 ]
@@ -363,6 +367,19 @@ class VideoDeleted(ModelManagerError):
     code = "video_deleted"
 
 
+class VideoInvalid(ModelManagerError):
+    """An input video that cannot be decoded: not a video, truncated, no video stream."""
+
+    code = "video_invalid"
+    bad_input = True
+
+
+class VideoDecoderMissing(ModelManagerError, ImportError):
+    """PyAV (the video decoder, with its own FFmpeg) is not installed."""
+
+    code = "video_decoder_missing"
+
+
 class InternalError(ModelManagerError):
     """An exception that is no ModelManagerError reached the command line: a bug in
     modelmanager. The command reports it under this code (``-v`` shows the traceback)."""
@@ -405,6 +422,8 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         ArtifactRootMissing,
         DeletionBlocked,
         VideoDeleted,
+        VideoInvalid,
+        VideoDecoderMissing,
         InternalError,
     )
 }
@@ -443,6 +462,8 @@ _HINTS: dict[str, str] = {
     "deletion_blocked": "Retry when the video's runs have finished, or pass --force if they are dead workers' runs.",
     "video_deleted": "The video was deleted while this run computed it; nothing of it was published. Run it again only if the video is to be processed anew.",
     "component_failed": "A bug or bad input in the component itself; see the cause below.",
+    "video_invalid": "Check that the file is a complete video (ffprobe/any player opens it); nothing of it was run.",
+    "video_decoder_missing": "pip install 'modelmanager[video]'",
     "internal_error": "A bug in modelmanager: rerun with -v for the traceback and report it.",
 }
 

@@ -1,0 +1,21 @@
+"""Input media: the sampling policy and decoding input videos (PyAV, imported on use).
+
+policy.py   SamplingPolicy: which frames, what size; its key_version goes into keys
+decode.py   probe_video, decode_video: one streamed pass over the file
+"""
+
+from __future__ import annotations
+
+from modelmanager.media.decode import DecodedVideo, VideoInfo, decode_video, probe_video
+from modelmanager.media.policy import AUDIO_RATE, DEFAULT_POLICY, SamplingPolicy, parse_policy
+
+__all__ = [
+    "AUDIO_RATE",
+    "DEFAULT_POLICY",
+    "DecodedVideo",
+    "SamplingPolicy",
+    "VideoInfo",
+    "decode_video",
+    "parse_policy",
+    "probe_video",
+]

@@ -1,0 +1,220 @@
+"""Decoding an input video: the policy's frames and the whole audio track, in one pass.
+
+PyAV (FFmpeg in its wheel: no system ffmpeg, nothing downloaded) demuxes the file once;
+video packets are decoded only until the policy has its frames, and each kept frame is
+converted (scaled to the policy's size, RGB) as it is met, so memory holds the kept
+frames, never the video. The audio track is resampled on the fly to 16 kHz mono float32
+(64 KB per second of video).
+
+Bad input is :class:`~modelmanager.errors.VideoInvalid` (exit 2) naming the path and
+why: not a video, no video stream, a file that ends before its stated duration.
+A video without audio decodes with ``audio=None``: the components that need audio say so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modelmanager.errors import ConfigurationInvalid, VideoDecoderMissing, VideoInvalid
+from modelmanager.media.policy import AUDIO_RATE, DEFAULT_POLICY, SamplingPolicy
+
+if TYPE_CHECKING:
+    import av.container
+
+__all__ = ["DecodedVideo", "VideoInfo", "decode_video", "probe_video"]
+
+TRUNCATED_SLACK_S = 0.1
+"""A file whose streams end earlier than its stated duration, less two frame intervals and
+this much, is truncated (a whole file's last frame starts one interval before the end)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    """What the container says of a video."""
+
+    path: Path
+    container: str
+    video_codec: str
+    audio_codec: str | None
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedVideo:
+    """The policy's frames (uint8 [N, H, W, 3], RGB) with their times, and the audio track
+    (float32 in [-1, 1], mono at :data:`AUDIO_RATE`; None if the video has none)."""
+
+    info: VideoInfo
+    policy: SamplingPolicy
+    frames: NDArray[np.uint8]
+    frame_times_s: NDArray[np.float64]
+    audio: NDArray[np.float32] | None
+    sample_rate: int = AUDIO_RATE
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """The container's description of the video at ``path`` (nothing is decoded).
+
+    Raises:
+        ConfigurationInvalid: no such file.
+        VideoInvalid: not a video, or no video stream.
+        VideoDecoderMissing: PyAV is not installed.
+    """
+    with _opened(Path(path)) as (container, info):
+        del container
+        return info
+
+
+def decode_video(
+    path: str | os.PathLike[str],
+    policy: SamplingPolicy = DEFAULT_POLICY,
+    *,
+    progress: Callable[[float, float], None] | None = None,
+) -> DecodedVideo:
+    """Decode the policy's frames and the audio track of the video at ``path``.
+
+    Frames are taken by timestamp: the first frame at or after each ``k / policy.fps``
+    seconds, up to ``policy.max_frames``. ``progress(seconds_done, duration_s)`` is
+    called as the demuxer advances.
+
+    Raises:
+        ConfigurationInvalid: no such file.
+        VideoInvalid: not a video, no video stream, no frame, or truncated.
+        VideoDecoderMissing: PyAV is not installed.
+    """
+    import av
+
+    path = Path(path)
+    with _opened(path) as (container, info):
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        video.thread_type = "AUTO"
+        frames: list[NDArray[np.uint8]] = []
+        times: list[float] = []
+        chunks: list[NDArray[np.float32]] = []
+        resampler = (
+            av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE) if audio else None
+        )
+        last_s = 0.0
+        streams = [video] if audio is None else [video, audio]
+        try:
+            for packet in container.demux(streams):
+                wants_video = len(frames) < policy.max_frames
+                if packet.stream.type == "video" and not wants_video:
+                    last_s = max(last_s, _seconds(packet.pts, packet.time_base, last_s))
+                    continue
+                for frame in packet.decode():
+                    if isinstance(frame, av.VideoFrame):
+                        at = _seconds(frame.pts, frame.time_base, last_s)
+                        if (
+                            len(frames) < policy.max_frames
+                            and at + 1e-6 >= len(frames) / policy.fps
+                        ):
+                            frames.append(_rgb(frame, policy))
+                            times.append(at)
+                    elif isinstance(frame, av.AudioFrame) and resampler is not None:
+                        at = _seconds(frame.pts, frame.time_base, last_s)
+                        chunks.extend(_samples(resampler.resample(frame)))
+                    else:
+                        continue
+                    last_s = max(last_s, at)
+                if progress is not None:
+                    progress(last_s, info.duration_s)
+            if resampler is not None:
+                chunks.extend(_samples(resampler.resample(None)))
+        except av.error.FFmpegError as exc:
+            raise _invalid(path, f"decoding failed at {last_s:.2f} s: {exc}") from exc
+    if not frames:
+        raise _invalid(path, "no frame could be decoded")
+    slack = 2 / max(info.fps, 1.0) + TRUNCATED_SLACK_S
+    if info.duration_s > 0 and last_s < info.duration_s - slack:
+        raise _invalid(
+            path,
+            f"truncated: its streams end at {last_s:.2f} s of the {info.duration_s:.2f} s "
+            "the container states",
+        )
+    return DecodedVideo(
+        info=info,
+        policy=policy,
+        frames=np.stack(frames),
+        frame_times_s=np.asarray(times, np.float64),
+        audio=None if audio is None else _concatenated(chunks),
+    )
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[tuple[av.container.InputContainer, VideoInfo]]:
+    """The open container and its :class:`VideoInfo`; every refusal under our codes."""
+    try:
+        import av
+    except ImportError as exc:
+        raise VideoDecoderMissing(f"decoding {path} needs PyAV: {exc}", path=str(path)) from exc
+    if not path.is_file():
+        raise ConfigurationInvalid(f"no such video file: {path}", path=[str(path)], hint=None)
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise _invalid(path, f"not a video FFmpeg can read ({exc})") from exc
+    try:
+        yield container, _info(path, container)
+    finally:
+        container.close()
+
+
+def _info(path: Path, container: av.container.InputContainer) -> VideoInfo:
+    if not container.streams.video:
+        raise _invalid(path, "it has no video stream")
+    video = container.streams.video[0]
+    audio = container.streams.audio[0] if container.streams.audio else None
+    rate = video.average_rate or video.guessed_rate or video.base_rate
+    if container.duration is not None:
+        duration = container.duration / 1_000_000  # AV_TIME_BASE
+    elif video.duration is not None and video.time_base is not None:
+        duration = float(video.duration * video.time_base)
+    else:
+        duration = 0.0
+    return VideoInfo(
+        path=path,
+        container=container.format.name,
+        video_codec=video.codec_context.name,
+        audio_codec=None if audio is None else audio.codec_context.name,
+        width=video.codec_context.width,
+        height=video.codec_context.height,
+        fps=float(rate) if rate else 0.0,
+        duration_s=max(duration, 0.0),
+    )
+
+
+def _seconds(pts: int | None, time_base: Any, otherwise: float) -> float:
+    return otherwise if pts is None or time_base is None else float(pts * time_base)
+
+
+def _rgb(frame: Any, policy: SamplingPolicy) -> NDArray[np.uint8]:
+    scaled = frame.reformat(width=policy.width, height=policy.height, format="rgb24")
+    return np.asarray(scaled.to_ndarray(), np.uint8)
+
+
+def _samples(frames: list[Any]) -> Iterator[NDArray[np.float32]]:
+    for frame in frames:
+        yield np.asarray(frame.to_ndarray(), np.float32).reshape(-1)
+
+
+def _concatenated(chunks: list[NDArray[np.float32]]) -> NDArray[np.float32]:
+    if not chunks:
+        return np.zeros(0, np.float32)
+    return np.concatenate(chunks)
+
+
+def _invalid(path: Path, reason: str) -> VideoInvalid:
+    return VideoInvalid(f"{path}: {reason}", path=str(path), reason=reason)
