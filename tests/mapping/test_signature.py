@@ -158,22 +158,35 @@ def test_golden_signature_and_key() -> None:
         == "sha256:144f72f9badeaee86b24c997cd8a3cdf1cfff87c2db6411ec07e241f805b8142"
     )
     key = cache_key(
+        RunContext(**RUN_CONTEXT, input_digest="sha256:" + "d" * 64),
+        component="text_ocr",
+        producer_version="1.0.0",
+        schema_version="3",
+        used=used,
+    )
+    # Key format 2 (issue 13): "key_v" and the input video's digest; format 1 had
+    # "sig_v":1 and no input_digest, and its keys are never hit again.
+    key_material = (
+        b'{"component":"text_ocr","config_hash":"cfg-abc",'
+        b'"input_digest":"sha256:' + b"d" * 64 + b'","key_v":2,"kind":"cache_key",'
+        b'"model_signature":"sha256:144f72f9badeaee86b24c997cd8a3cdf1cfff87c2db6411ec07e241f805b8142",'
+        b'"platform_id":"youtube","producer_version":"1.0.0","sampling_policy_version":"2",'
+        b'"schema_version":"3","video_id":"vid-001"}'
+    )
+    assert key.key == "sha256:" + hashlib.sha256(key_material).hexdigest()
+    assert key.key == "sha256:4f6b1dae44fc6031788222c27e775d3192b1395f01799296736efe7387408368"
+    assert key.material["key_v"] == 2
+    assert key.material["kind"] == "cache_key"
+    # Without an input video (an API caller's arrays), input_digest is null, still hashed.
+    bare = cache_key(
         RunContext(**RUN_CONTEXT),
         component="text_ocr",
         producer_version="1.0.0",
         schema_version="3",
         used=used,
     )
-    key_material = (
-        b'{"component":"text_ocr","config_hash":"cfg-abc","kind":"cache_key",'
-        b'"model_signature":"sha256:144f72f9badeaee86b24c997cd8a3cdf1cfff87c2db6411ec07e241f805b8142",'
-        b'"platform_id":"youtube","producer_version":"1.0.0","sampling_policy_version":"2",'
-        b'"schema_version":"3","sig_v":1,"video_id":"vid-001"}'
-    )
-    assert key.key == "sha256:" + hashlib.sha256(key_material).hexdigest()
-    assert key.key == "sha256:4364aa559209aa236e758eabc602aef3ecc863596441f5e426a74669a484e91f"
-    assert key.material["sig_v"] == 1
-    assert key.material["kind"] == "cache_key"
+    assert bare.material["input_digest"] is None
+    assert bare.key == "sha256:ef68c945d4d46e7988788f42d92052e7c8e817f5261283719d506e6d49ba9c9c"
 
 
 def test_empty_models_used_has_a_signature_distinct_from_any_model() -> None:

@@ -361,3 +361,39 @@ def test_a_killed_workers_temp_file_is_collected(
             assert store.get_run("run-killed").status == "abandoned"  # type: ignore[union-attr]
     assert not temp.exists()
     assert not list(root.rglob("*.tmp"))
+
+
+def test_other_bytes_under_the_same_ids_recompute_and_warn(
+    store: RunStore, tmp_path: Path
+) -> None:
+    """Issue 13: the input video's digest is in every key; the same video_id with other bytes
+    recomputes, and each component's entry names both digests; the same bytes hit."""
+    from modelmanager.mapping.signature import diff_documents
+
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    inputs = {"frames": frames()}
+
+    def run(run_id: str, digest: str) -> Any:
+        runner = make_runner(store, tmp_path, run_id, context={"input_digest": digest})
+        return runner.run([FrameFeatures(), SceneStats()], inputs).manifest
+
+    first = run("run-a", a)
+    assert [e.status for e in first.components] == ["ok", "ok"]
+    assert first.run.input_digest == a
+    assert store.get_run("run-a").input_digest == a  # type: ignore[union-attr]
+    changed = run("run-b", b)
+    assert [e.status for e in changed.components] == ["ok", "ok"]
+    for entry in changed.components:
+        (warning,) = entry.warnings
+        assert f"an earlier run read {a}, this one {b}" in warning
+    differences = diff_documents(
+        first.components[0].cache_key_material, changed.components[0].cache_key_material
+    )
+    assert [d.field for d in differences if d.field != "cache_key"] == ["input_digest"]
+    again = run("run-b-again", b)
+    assert [e.status for e in again.components] == ["cached", "cached"]
+    assert all(not e.warnings for e in again.components)
+    entry = again.components[0]
+    assert entry.artifact is not None
+    _, meta = read_artifact(tmp_path, entry.artifact, schema_version=entry.schema_version)
+    assert meta.input_digest == b

@@ -69,6 +69,7 @@ def make_meta(**overrides: Any) -> ArtifactMeta:
         "component": "text_ocr",
         "run_id": "run-001",
         "cache_key": "sha256:" + "c" * 64,
+        "input_digest": "sha256:" + "e" * 64,
         "models_used": (used,),
         "model_signature": "sha256:" + "5" * 64,
         "producer_version": "1.4.0",
@@ -353,11 +354,20 @@ def test_npz_with_a_member_that_is_not_an_array_is_unreadable(root: Path, tmp_pa
 
 
 def test_meta_of_another_format(root: Path, tmp_path: Path) -> None:
-    doc = {**make_meta().model_dump(mode="json"), "format": "modelmanager.npz/2"}
+    doc = {**make_meta().model_dump(mode="json"), "format": "modelmanager.npz/3"}
     meta = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
     record = _record_for(root, REL, _npz_bytes(tmp_path, __meta__=meta))
     check = _problem(root, record)
-    assert (check.problem, check.actual) == ("format", "modelmanager.npz/2")
+    assert (check.problem, check.actual) == ("format", "modelmanager.npz/3")
+
+
+def test_a_format_1_meta_still_reads_without_an_input_digest() -> None:
+    """Issue 13: format 2 added input_digest; an artifact written before still reads."""
+    doc = make_meta().model_dump(mode="json")
+    assert doc["format"] == "modelmanager.npz/2"
+    del doc["input_digest"]
+    old = ArtifactMeta.model_validate({**doc, "format": "modelmanager.npz/1"})
+    assert old.input_digest is None
 
 
 def test_meta_that_is_not_json_or_not_a_meta(root: Path, tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ CONTEXT = RunContext(
     sampling_policy_version="2",
     dataprocessor_version="0.9.0",
     user_id="user-7",
+    input_digest="sha256:" + "e" * 64,
 )
 MAPPING: dict[str, Any] = {
     "profile": "default",
@@ -400,11 +401,28 @@ def test_read_manifest_invalid_names_path_and_first_error(tmp_path: Path) -> Non
 def test_read_manifest_of_another_version(tmp_path: Path) -> None:
     path = _write(tmp_path, build_manifest())
     document = json.loads(path.read_text(encoding="utf-8"))
-    document["manifest_version"] = 2
+    document["manifest_version"] = 3
     path.write_text(json.dumps(document), encoding="utf-8")
     with pytest.raises(ArtifactInvalid) as info:
         read_manifest(path)
     assert info.value.fields["field"] == "manifest_version"
+
+
+def test_a_version_1_manifest_still_reads_without_an_input_digest(tmp_path: Path) -> None:
+    """Issue 13: version 2 added run.input_digest; a manifest written before still reads."""
+    path = _write(tmp_path, build_manifest())
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert (document["manifest_version"], document["run"]["input_digest"]) == (
+        2,
+        "sha256:" + "e" * 64,
+    )
+    document["manifest_version"] = 1
+    del document["run"]["input_digest"]
+    path.write_text(json.dumps(document), encoding="utf-8")
+    manifest = read_manifest(path)
+    assert manifest.manifest_version == 1
+    assert manifest.run.input_digest is None
+    assert manifest.run.run_context.input_digest is None
 
 
 def test_rewriting_a_manifest_replaces_it_and_leaves_no_temp_file(tmp_path: Path) -> None:

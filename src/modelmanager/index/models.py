@@ -180,6 +180,7 @@ RUNS = Table(
     _optional("finished_at", UtcDateTime),
     _optional("worker", String(255)),  # host:pid:nonce of the process running it
     _optional("heartbeat_at", UtcDateTime),  # renewed while it runs; stale = worker died
+    _optional("input_digest", String(71)),  # sha256 of the input video, if it had one
     CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
     Index("ix_runs_video", "platform_id", "video_id"),
     Index("ix_runs_status_started", "status", "started_at"),

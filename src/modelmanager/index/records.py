@@ -48,6 +48,7 @@ class RunRow:
     finished_at: datetime | None
     worker: str | None = None
     heartbeat_at: datetime | None = None
+    input_digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

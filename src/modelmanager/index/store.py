@@ -44,7 +44,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from sqlalchemy import Engine, bindparam, case, exc, exists, insert, make_url, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    case,
+    exc,
+    exists,
+    insert,
+    make_url,
+    select,
+    update,
+)
 from sqlalchemy.engine import URL
 
 from modelmanager import offline
@@ -231,9 +242,13 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
         mapping_source: str,
         started_at: datetime | None = None,
         worker: str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Record a new run, status ``running``, started ``started_at`` (default: now), by
         ``worker`` (``host:pid:nonce``, so that a run whose worker died can be told apart).
+
+        Returns the input digest of the video's newest earlier run when it differs from
+        this run's (another file under the same ids: issue 13), else None. One more
+        statement, in the same transaction, only for a run with an input digest.
 
         Raises:
             DatabaseError: ``run_id`` is already in the index, or the write failed.
@@ -248,6 +263,7 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
                     "sampling_policy_version",
                     "dataprocessor_version",
                     "user_id",
+                    "input_digest",
                 }
             ),
             "status": "running",
@@ -259,8 +275,10 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
             "heartbeat_at": started_at or datetime.now(UTC),
         }
         run_id = run_context.run_id
+        digest = run_context.input_digest
         try:
             with self._write("starting run", run_id=run_id) as conn:
+                earlier = None if digest is None else _earlier_digest(conn, run_context)
                 conn.execute(insert(RUNS).values(**values))
         except DatabaseError as error:
             if isinstance(error.__cause__, exc.IntegrityError):
@@ -272,6 +290,7 @@ class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
                 ) from error.__cause__
             raise
         logger.debug("started run %s", run_id)
+        return earlier if earlier != digest else None
 
     def finish_run(
         self,
@@ -541,3 +560,20 @@ def _worker_gone(worker: str | None) -> bool:
     except PermissionError:  # alive, another account's
         return False
     return False
+
+
+def _earlier_digest(conn: Connection, run_context: RunContext) -> str | None:
+    """The input digest of the newest run of ``run_context``'s video that had one."""
+    r = RUNS.c
+    stmt = (
+        select(r.input_digest)
+        .where(
+            r.platform_id == run_context.platform_id,
+            r.video_id == run_context.video_id,
+            r.input_digest.is_not(None),
+        )
+        .order_by(r.started_at.desc(), r.run_id.desc())
+        .limit(1)
+    )
+    digest: str | None = conn.execute(stmt).scalar_one_or_none()
+    return digest

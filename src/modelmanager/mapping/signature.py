@@ -7,12 +7,14 @@ Hashed materials (canonical JSON, see :mod:`modelmanager.mapping.canonical`):
          "models_used": [entries sorted by their own canonical JSON]}
 
     cache_key = sha256 of
-        {"kind": "cache_key", "sig_v": 1, "platform_id", "video_id", "component",
-         "config_hash", "sampling_policy_version", "producer_version",
+        {"kind": "cache_key", "key_v": 2, "platform_id", "video_id", "input_digest",
+         "component", "config_hash", "sampling_policy_version", "producer_version",
          "schema_version", "model_signature"}
 
 ``kind`` keeps a signature and a key from ever hashing the same bytes;
-``sig_v`` makes a change of these rules a new cache (D1). ``models_used[].device``
+``sig_v``/``key_v`` make a change of these rules a new cache (D1). Key format 1
+(``"sig_v": 1``, no ``input_digest``) was replaced by 2 when the input video's
+bytes entered the key (issue 13): no format-1 key is ever hit again. ``models_used[].device``
 is the device kind (``cpu``/``cuda``), so two identical GPUs share entries (D2).
 """
 
@@ -27,6 +29,7 @@ from modelmanager.mapping.canonical import canonical_json, sha256_tagged
 from modelmanager.mapping.spec import ModelUsed, ResolvedModelSpec, RunContext
 
 __all__ = [
+    "KEY_V",
     "SIG_V",
     "CacheKey",
     "FieldDifference",
@@ -37,9 +40,13 @@ __all__ = [
 ]
 
 SIG_V = 1
+"""The model_signature's format version."""
+KEY_V = 2
+"""The cache key's format version (1: before input_digest)."""
 KEY_FIELDS = (
     "platform_id",
     "video_id",
+    "input_digest",
     "component",
     "config_hash",
     "sampling_policy_version",
@@ -113,9 +120,10 @@ def cache_key(
     """
     material = {
         "kind": "cache_key",
-        "sig_v": SIG_V,
+        "key_v": KEY_V,
         "platform_id": run_context.platform_id,
         "video_id": run_context.video_id,
+        "input_digest": run_context.input_digest,
         "component": component,
         "config_hash": run_context.config_hash,
         "sampling_policy_version": run_context.sampling_policy_version,
@@ -186,7 +194,7 @@ def _flatten_document(doc: Mapping[str, Any]) -> dict[str, Any]:
         flat["cache_key"] = doc["cache_key"]
     material = doc.get("material", doc if doc.get("kind") == "cache_key" else None)
     if isinstance(material, Mapping):
-        flat.update((f, material.get(f)) for f in ("sig_v", *KEY_FIELDS))
+        flat.update((f, material.get(f)) for f in ("key_v", *KEY_FIELDS))
     if isinstance(doc.get("models_used"), list):
         flat.update(_by_role(doc["models_used"], prefix=""))
     components = doc.get("components")

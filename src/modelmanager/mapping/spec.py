@@ -437,11 +437,19 @@ class RunContext(_Frozen):
     sampling_policy_version: PinnedVersion
     dataprocessor_version: PinnedVersion
     user_id: str | None = None
+    input_digest: str | None = None
+    """``sha256:`` of the input video's bytes; in the key of every component that reads
+    the video, so another file under the same ``video_id`` is never served (issue 13)."""
 
     @field_validator("config_hash", "sampling_policy_version", "dataprocessor_version")
     @classmethod
     def _check_text(cls, v: str) -> str:
         return _text(v)
+
+    @field_validator("input_digest")
+    @classmethod
+    def _check_input_digest(cls, v: str | None) -> str | None:
+        return None if v is None else check_sha256_tagged(v)
 
 
 def _field_error(field: str, reason: str) -> PydanticCustomError:

@@ -127,6 +127,7 @@ class Runner:
         self.verify_artifacts: ArtifactVerify = verify_artifacts
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._on_wait: Callable[[Component, str], None] | None = None
+        self._input_changed: str | None = None
 
     def run(
         self,
@@ -150,7 +151,15 @@ class Runner:
         self.store.abandon_dead_runs(
             stale_after_s=ABANDONED_AFTER_TTLS * self.lease_ttl_s, at_most_every_s=self.lease_ttl_s
         )
-        self.store.start_run(ctx, mapping_source=self.mapping_source, worker=self.owner)
+        earlier = self.store.start_run(ctx, mapping_source=self.mapping_source, worker=self.owner)
+        self._input_changed = (
+            None
+            if earlier is None
+            else f"the input of {ctx.platform_id}/{ctx.video_id} changed: an earlier run read "
+            f"{earlier}, this one {ctx.input_digest}; nothing computed from the old bytes is used"
+        )
+        if self._input_changed:
+            logger.warning("%s", self._input_changed)
         entries: list[ComponentEntry] = []
         status: FinalRunStatus = "failed"  # unless the loop below gets to its end
         try:
@@ -238,6 +247,8 @@ class Runner:
 
     def _run_one(self, component: Component, inputs: Mapping[str, Any]) -> ComponentEntry:
         attempt = _Attempt(component, started_at=utc_timestamp(), clock=time.perf_counter())
+        if self._input_changed:
+            attempt.warnings.append(self._input_changed)
         refusals_before = len(offline.blocked_attempts())
         # The key's lease, once taken, is held until the component row is recorded: a
         # waiter that takes it next must find the artifact in the index, not compute again.
@@ -404,10 +415,10 @@ class Runner:
         first = next(iter(specs.values()), None)
         cuda_version, cudnn_version = _cuda_versions()
         meta = ArtifactMeta(
-            format="modelmanager.npz/1",
             component=component.name,
             run_id=ctx.run_id,
             cache_key=key.key,
+            input_digest=ctx.input_digest,
             models_used=tuple(mm.models_used_for(component.name)),
             model_signature=mm.model_signature_for(component.name),
             producer_version=component.producer_version,

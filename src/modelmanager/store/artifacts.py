@@ -52,8 +52,9 @@ __all__ = [
     "write_artifact",
 ]
 
-ARTIFACT_FORMAT: Final = "modelmanager.npz/1"
-"""The container format written into every meta; a reader refuses any other."""
+ARTIFACT_FORMAT: Final = "modelmanager.npz/2"
+"""The container format written into every meta. 2 added ``input_digest`` (issue 13); a
+reader takes 1 (``input_digest`` null) and 2, and refuses any other."""
 
 META_KEY = "__meta__"
 """The reserved array name holding the meta."""
@@ -76,10 +77,11 @@ class ArtifactMeta(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: Literal["modelmanager.npz/1"] = ARTIFACT_FORMAT
+    format: Literal["modelmanager.npz/1", "modelmanager.npz/2"] = ARTIFACT_FORMAT
     component: Annotated[str, Field(strict=True, min_length=1)]
     run_id: Annotated[str, Field(strict=True, min_length=1)]
     cache_key: Sha256Tagged
+    input_digest: Sha256Tagged | None = None
     models_used: tuple[ModelUsed, ...]
     model_signature: Sha256Tagged
     producer_version: Annotated[str, Field(strict=True, min_length=1)]

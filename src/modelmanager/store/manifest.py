@@ -4,10 +4,11 @@ Where it lives: ``<root>/<platform_id>/<video_id>/runs/<run_id>/manifest.json``
 (:func:`~modelmanager.store.artifacts.manifest_relpath`). What it holds::
 
     {
-      "manifest_version": 1,
+      "manifest_version": 2,
       "run": {                                  RunSection
         "run_id", "platform_id", "video_id", "config_hash",
         "sampling_policy_version", "dataprocessor_version", "user_id",
+        "input_digest",                         sha256 of the input video, or null
         "mapping_source",                       payload | profile path | db:<profile>
         "resolved_model_mapping": {...},        the whole ResolvedMapping (R-MAP-3)
         "status": "running" | "ok" | "failed" | "interrupted",
@@ -46,7 +47,7 @@ from modelmanager.errors import ArtifactInvalid
 from modelmanager.mapping.spec import ModelUsed, Name, ResolvedMapping, RunContext
 from modelmanager.store.artifacts import ArtifactRecord
 from modelmanager.store.atomic import atomic_write
-from modelmanager.store.fields import UtcTimestamp
+from modelmanager.store.fields import Sha256Tagged, UtcTimestamp
 from modelmanager.store.layout import resolve_relpath
 
 __all__ = [
@@ -63,7 +64,9 @@ __all__ = [
     "write_manifest",
 ]
 
-MANIFEST_VERSION: Final = 1
+MANIFEST_VERSION: Final = 2
+"""Written by this version. 2 added ``run.input_digest`` (issue 13); a version-1 manifest
+(no such field) still reads, with ``input_digest`` null."""
 MANIFEST_SCHEMA_PATH = Path(__file__).parent / "schemas" / "manifest.schema.json"
 """The committed JSON Schema of manifest.json (kept equal to :func:`manifest_json_schema`)."""
 
@@ -158,6 +161,7 @@ class RunSection(_Record):
     sampling_policy_version: NonEmpty
     dataprocessor_version: NonEmpty
     user_id: str | None = None
+    input_digest: Sha256Tagged | None = None
     mapping_source: NonEmpty
     resolved_model_mapping: ResolvedMapping
     status: RunStatus
@@ -209,13 +213,14 @@ class RunSection(_Record):
             sampling_policy_version=self.sampling_policy_version,
             dataprocessor_version=self.dataprocessor_version,
             user_id=self.user_id,
+            input_digest=self.input_digest,
         )
 
 
 class Manifest(_Record):
     """One run's manifest.json: the run section and its components in run order."""
 
-    manifest_version: Literal[1] = MANIFEST_VERSION
+    manifest_version: Literal[1, 2] = MANIFEST_VERSION
     run: RunSection
     components: tuple[ComponentEntry, ...] = ()
 
