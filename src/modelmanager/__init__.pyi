@@ -98,10 +98,10 @@ from .errors import (
     TritonUnavailable as TritonUnavailable,
 )
 from .errors import (
-    VideoDeleted as VideoDeleted,
+    VideoDecoderMissing as VideoDecoderMissing,
 )
 from .errors import (
-    VideoDecoderMissing as VideoDecoderMissing,
+    VideoDeleted as VideoDeleted,
 )
 from .errors import (
     VideoInvalid as VideoInvalid,

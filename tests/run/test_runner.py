@@ -363,9 +363,7 @@ def test_a_killed_workers_temp_file_is_collected(
     assert not list(root.rglob("*.tmp"))
 
 
-def test_other_bytes_under_the_same_ids_recompute_and_warn(
-    store: RunStore, tmp_path: Path
-) -> None:
+def test_other_bytes_under_the_same_ids_recompute_and_warn(store: RunStore, tmp_path: Path) -> None:
     """Issue 13: the input video's digest is in every key; the same video_id with other bytes
     recomputes, and each component's entry names both digests; the same bytes hit."""
     from modelmanager.mapping.signature import diff_documents
