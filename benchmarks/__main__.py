@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import (
+    bench_decode,
     bench_first_hash,
     bench_gc,
     bench_offline,
@@ -42,6 +43,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], list[Result]]] = {
         bench_startup,
         bench_offline,
         bench_gc,
+        bench_decode,
     )
 }
 BUDGETS = {

@@ -100,9 +100,11 @@ def decode_video(
         video = container.streams.video[0]
         audio = container.streams.audio[0] if container.streams.audio else None
         video.thread_type = "AUTO"
-        frames: list[NDArray[np.uint8]] = []
+        # Filled in place (no list of pieces, no copy at the end: the peak is 1x the data).
+        expected_s = info.duration_s + 1.0
+        frames = _Growing(np.uint8, min(policy.max_frames, int(expected_s * policy.fps) + 1))
         times: list[float] = []
-        chunks: list[NDArray[np.float32]] = []
+        samples = _Growing(np.float32, int(expected_s * AUDIO_RATE) if audio else 0)
         resampler = (
             av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE) if audio else None
         )
@@ -121,18 +123,20 @@ def decode_video(
                             len(frames) < policy.max_frames
                             and at + 1e-6 >= len(frames) / policy.fps
                         ):
-                            frames.append(_rgb(frame, policy))
+                            frames.append(_rgb(frame, policy)[None])
                             times.append(at)
                     elif isinstance(frame, av.AudioFrame) and resampler is not None:
                         at = _seconds(frame.pts, frame.time_base, last_s)
-                        chunks.extend(_samples(resampler.resample(frame)))
+                        for chunk in _samples(resampler.resample(frame)):
+                            samples.append(chunk)
                     else:
                         continue
                     last_s = max(last_s, at)
                 if progress is not None:
                     progress(last_s, info.duration_s)
             if resampler is not None:
-                chunks.extend(_samples(resampler.resample(None)))
+                for chunk in _samples(resampler.resample(None)):
+                    samples.append(chunk)
         except av.error.FFmpegError as exc:
             raise _invalid(path, f"decoding failed at {last_s:.2f} s: {exc}") from exc
     if not frames:
@@ -147,9 +151,9 @@ def decode_video(
     return DecodedVideo(
         info=info,
         policy=policy,
-        frames=np.stack(frames),
+        frames=frames.array(),
         frame_times_s=np.asarray(times, np.float64),
-        audio=None if audio is None else _concatenated(chunks),
+        audio=None if audio is None else samples.array(),
     )
 
 
@@ -210,10 +214,35 @@ def _samples(frames: list[Any]) -> Iterator[NDArray[np.float32]]:
         yield np.asarray(frame.to_ndarray(), np.float32).reshape(-1)
 
 
-def _concatenated(chunks: list[NDArray[np.float32]]) -> NDArray[np.float32]:
-    if not chunks:
-        return np.zeros(0, np.float32)
-    return np.concatenate(chunks)
+class _Growing:
+    """An array filled along its first axis in place; its capacity doubles when full."""
+
+    def __init__(self, dtype: type[np.generic], capacity: int) -> None:
+        self._dtype, self._capacity = dtype, max(capacity, 1)
+        self._data: NDArray[Any] | None = None
+        self._length = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def append(self, rows: NDArray[Any]) -> None:
+        """Add ``rows`` (same trailing shape as every earlier one)."""
+        end = self._length + len(rows)
+        if self._data is None:
+            capacity = max(self._capacity, end)
+            self._data = np.empty((capacity, *rows.shape[1:]), self._dtype)
+        elif end > len(self._data):
+            grown = np.empty((max(end, 2 * len(self._data)), *rows.shape[1:]), self._dtype)
+            grown[: self._length] = self._data[: self._length]
+            self._data = grown
+        self._data[self._length : end] = rows
+        self._length = end
+
+    def array(self) -> NDArray[Any]:
+        """The rows so far (a view: no copy)."""
+        if self._data is None:
+            return np.empty(0, self._dtype)
+        return self._data[: self._length]
 
 
 def _invalid(path: Path, reason: str) -> VideoInvalid:
