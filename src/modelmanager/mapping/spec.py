@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -28,6 +27,8 @@ from pydantic_core import PydanticCustomError
 
 from modelmanager.mapping.canonical import check_sha256_tagged
 from modelmanager.mapping.problems import invalid_spec_from
+from modelmanager.mapping.sampling import SamplingPolicy
+from modelmanager.mapping.versions import PinnedVersion
 
 __all__ = [
     "Artifacts",
@@ -73,16 +74,6 @@ def _name(value: str) -> str:
     return value
 
 
-def _version_text(value: Any) -> Any:
-    # YAML turns `model_version: 3` into an int; the same version either way.
-    # Floats and bools are refused: `1.10` would silently become "1.1".
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        raise ValueError(f"{value!r} is a number with a decimal point; quote it as a string")
-    return value
-
-
 def pinned_version(value: str) -> str:
     text = value.strip()
     if not text:
@@ -121,7 +112,6 @@ def _text(value: str) -> str:
 
 
 Name = Annotated[str, Field(strict=True), AfterValidator(_name)]
-PinnedVersion = Annotated[str, BeforeValidator(_version_text)]
 Text = Annotated[str, Field(strict=True)]
 
 
@@ -374,6 +364,8 @@ class ResolvedMapping(_Frozen):
     format_version: Literal[1] = 1
     profile: str | None = None
     components: dict[Name, dict[Name, ResolvedModelSpec]]
+    sampling: SamplingPolicy | None = None
+    """Which frames of an input video the components see (None: the default policy)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -6,8 +6,8 @@ decode.py   probe_video, decode_video: one streamed pass over the file
 
 from __future__ import annotations
 
+from modelmanager.mapping.sampling import AUDIO_RATE, DEFAULT_POLICY, SamplingPolicy, parse_policy
 from modelmanager.media.decode import DecodedVideo, VideoInfo, decode_video, probe_video
-from modelmanager.media.policy import AUDIO_RATE, DEFAULT_POLICY, SamplingPolicy, parse_policy
 
 __all__ = [
     "AUDIO_RATE",

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelmanager.errors import ConfigurationInvalid, VideoDecoderMissing, VideoInvalid
-from modelmanager.media.policy import AUDIO_RATE, DEFAULT_POLICY, SamplingPolicy
+from modelmanager.mapping.sampling import AUDIO_RATE, DEFAULT_POLICY, SamplingPolicy
 
 if TYPE_CHECKING:
     import av.container

@@ -61,7 +61,8 @@ from modelmanager.errors import ConfigurationInvalid, ModelArtifactMissing
 from modelmanager.mapping.canonical import sha256_tagged
 from modelmanager.mapping.problems import reason_of
 from modelmanager.mapping.sources import load_document
-from modelmanager.mapping.spec import Name, PinnedVersion, Precision, pinned_version, relative_path
+from modelmanager.mapping.spec import Name, Precision, pinned_version, relative_path
+from modelmanager.mapping.versions import PinnedVersion
 from modelmanager.store.atomic import atomic_write, write_bytes
 from modelmanager.weights.digest import CHUNK_SIZE, hash_file
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from modelmanager.errors import InvalidModelSpec
+from modelmanager.mapping.sampling import AUDIO_RATE
 from modelmanager.media import DEFAULT_POLICY, SamplingPolicy, parse_policy
-from modelmanager.media.policy import AUDIO_RATE
 
 
 def test_the_key_version_is_the_label_and_a_digest_of_the_parameters() -> None:
@@ -52,3 +52,14 @@ def test_a_bad_policy_names_its_field(data: dict[str, object], field: str) -> No
     assert caught.value.fields["field"] == field
     assert caught.value.exit_code == 2
     assert str(caught.value).startswith("[invalid_model_spec] profile.yaml: sampling")
+
+
+def test_a_profile_carries_its_policy_and_a_bad_one_names_the_field() -> None:
+    from modelmanager.mapping.spec import parse_mapping
+
+    mapping = parse_mapping({"components": {}, "sampling": {"version": 2, "fps": 0.5}})
+    assert mapping.sampling == SamplingPolicy(version="2", fps=0.5)
+    assert parse_mapping({"components": {}}).sampling is None
+    with pytest.raises(InvalidModelSpec) as caught:
+        parse_mapping({"components": {}, "sampling": {"fps": -1}}, source="p.yaml")
+    assert caught.value.fields["field"] == "sampling.fps"

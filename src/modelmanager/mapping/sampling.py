@@ -1,6 +1,7 @@
 """The sampling policy: which frames of a video the components see, and at what size.
 
-A policy is written in the profile (``sampling:``) or given to the API::
+A policy is a section of the profile (``sampling:``, :attr:`ResolvedMapping.sampling`),
+or given to the API::
 
     sampling:
       version: "2"          # the policy's own label, chosen by whoever edits it
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from modelmanager.errors import InvalidModelSpec
 from modelmanager.mapping.canonical import canonical_json, sha256_tagged
 from modelmanager.mapping.problems import reason_of
-from modelmanager.mapping.spec import PinnedVersion
+from modelmanager.mapping.versions import PinnedVersion
 
 __all__ = ["AUDIO_RATE", "DEFAULT_POLICY", "SamplingPolicy", "parse_policy"]
 
