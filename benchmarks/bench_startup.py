@@ -9,11 +9,12 @@ starting one rotating (:func:`~benchmarks.harness.interleaved`); median wall tim
 * ``modelmanager --help``: budget ≤ 1.5× that floor;
 * ``python -c "import <CACHED_RUN_IMPORTS>"``: the floor of a fully cached run, the
   libraries it cannot do without: typer and rich (the command line, its progress
-  and table), numpy (the sample and the artifacts' meta), pydantic and
-  pydantic-settings (the mapping, manifest and settings), PyYAML (the profile),
-  SQLAlchemy Core with its SQLite dialect and sqlite3 (the run index);
-* ``modelmanager run PROFILE examples/sample --models-root ROOT`` with every
-  component already in the run index (its own scratch data dir and digest cache):
+  and table), numpy (the artifacts' meta), pydantic and pydantic-settings (the
+  mapping, manifest and settings), PyYAML (the profile), SQLAlchemy Core with its
+  SQLite dialect and sqlite3 (the run index), PyAV (the video is probed: a file that
+  is no video is refused before anything runs; it is not decoded);
+* ``modelmanager run PROFILE examples/videos/talk.mp4 --video-id talk --models-root ROOT``
+  with every component already in the run index (its own scratch data dir and digest cache):
   budget ≤ 1.3× its floor. Such a run opens no model and re-hashes no artifact, so
   it needs no onnxruntime, tritonclient, Triton tooling, Alembic, SciPy or torch; the
   notes say if any of them was imported, and which imports beyond the floor cost
@@ -25,9 +26,10 @@ component first (not timed). Otherwise a stand-in, which no benchmark downloads
 for: a profile mapping the same components (``modelmanager.components.REGISTRY``,
 same names, roles, producer and schema versions) to small scratch files, whose
 cache is filled by those components' stand-ins (one small array each) through
-the same Runner, settings and run context (:func:`modelmanager.cli.run.run_context_for`).
-A cached run reads neither models nor sample content beyond loading the sample,
-so both time the same code; the notes say which one ran.
+the same Runner, settings and run context (:func:`modelmanager.cli.run_videos.run_context_for`).
+A cached run reads neither models nor the video's frames (its digest comes from the
+digest cache, its header from a probe), so both time the same code; the notes say
+which one ran.
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ CACHED_RUN_IMPORTS = (
     "sqlalchemy",
     "sqlalchemy.dialects.sqlite",
     "sqlite3",
+    "av",
 )
 NOT_NEEDED = ("onnxruntime", "tritonclient", "modelmanager.triton", "alembic", "scipy", "torch")
-SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample"
+VIDEO = Path(__file__).resolve().parent.parent / "examples" / "videos" / "talk.mp4"
+VIDEO_ARGS = (str(VIDEO), "--video-id", "talk")
 DEMO_PROFILE = Path.home() / ".local" / "share" / "modelmanager" / "models" / "profile.yaml"
 
 
@@ -87,8 +91,8 @@ def _run_json(command: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
     )
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(command)} exited {done.returncode}: {done.stdout[-2000:]}")
-    document: dict[str, Any] = json.loads(done.stdout)
-    return document
+    manifest: dict[str, Any] = json.loads(done.stdout)["runs"][0]["manifest"]
+    return manifest
 
 
 class StandIn:
@@ -108,12 +112,14 @@ class StandIn:
 
 def stand_in(scratch: Path) -> tuple[Path, Path]:
     """(profile, models_root) of the stand-in, its cache filled as ``modelmanager run`` finds it."""
-    from modelmanager.cli.run import run_context_for
+    from modelmanager.cli.run_videos import run_context_for
     from modelmanager.components import REGISTRY
     from modelmanager.config import Settings
     from modelmanager.index import RunStore
     from modelmanager.manager import ModelManager
+    from modelmanager.mapping.sampling import DEFAULT_POLICY
     from modelmanager.mapping.sources import resolve_mapping
+    from modelmanager.media.jobs import VideoJob
     from modelmanager.run.runner import Runner
     from modelmanager.runtimes.mock import MockRuntime
     from modelmanager.weights.digest import hash_file
@@ -149,7 +155,9 @@ def stand_in(scratch: Path) -> tuple[Path, Path]:
     with (
         RunStore.open(settings.resolved_database_url) as store,
         ModelManager(
-            run_context_for(SAMPLE, "stand-in-seed"),
+            run_context_for(
+                VideoJob(VIDEO, "local", "talk"), hash_file(VIDEO), DEFAULT_POLICY, "stand-in-seed"
+            ),
             mapping,
             models_root=models_root,
             settings=settings,
@@ -211,14 +219,14 @@ def run(ws: Workspace) -> list[Result]:
     if DEMO_PROFILE.is_file():
         profile, models_root = DEMO_PROFILE, DEMO_PROFILE.parent
         which = f"the demo's prepared models ({models_root})"
-        command = [*cli, "run", str(profile), str(SAMPLE), "--models-root", str(models_root)]
+        command = [*cli, "run", str(profile), *VIDEO_ARGS, "--models-root", str(models_root)]
         cold = _run_json(command, env)
         if {c["status"] for c in cold["components"]} != {"ok"}:
             raise AssertionError(f"cold demo run: {[c['status'] for c in cold['components']]}")
     else:
         profile, models_root = stand_in(scratch)
         which = "a stand-in (the demo's models are not prepared: `make demo` prepares them)"
-        command = [*cli, "run", str(profile), str(SAMPLE), "--models-root", str(models_root)]
+        command = [*cli, "run", str(profile), *VIDEO_ARGS, "--models-root", str(models_root)]
     cached = _run_json(command, env)
     statuses = [c["status"] for c in cached["components"]]
     if not statuses or set(statuses) != {"cached"}:

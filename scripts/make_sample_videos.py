@@ -431,10 +431,16 @@ def _audio_frames(
 
 
 def ground_truth(spec: VideoSpec) -> dict[str, Any]:
-    return {
+    """The video's entry in ``videos.json``: a ``modelmanager run --videos`` list item (a
+    video without audio runs only the components that read frames) and its ground truth."""
+    entry: dict[str, Any] = {
         "file": spec.file,
         "platform_id": "local",
         "video_id": spec.video_id,
+    }
+    if spec.audio_codec is None:
+        entry["components"] = ["text_ocr", "frame_safety"]
+    return entry | {
         "container": spec.container,
         "video_codec": spec.video_codec,
         "audio_codec": spec.audio_codec,

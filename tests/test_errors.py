@@ -43,6 +43,7 @@ STABLE_CODES = {
     "internal_error",
     "video_invalid",
     "video_decoder_missing",
+    "input_missing",
 }
 BAD_INPUT = {
     "invalid_model_spec",

@@ -487,3 +487,28 @@ def test_checking_unchanged_weights_for_a_key_hashes_nothing(cached_manager: Any
         mm.verify_component("text_ocr")
         mm.cache_key_for("text_ocr", producer_version="1.0.0", schema_version="3")
     assert digest_mod.hashing_totals() - before == digest_mod.HashTotals(0, 0)
+
+
+def test_a_manager_for_another_run_shares_the_open_runtimes(
+    ocr_mapping: dict[str, Any], models_root: Path
+) -> None:
+    """Issue 13: runs over many videos open each model once; each run's keys are its own."""
+    from modelmanager.runtimes.mock import MockRuntime
+
+    opened: list[str] = []
+
+    def factory(spec: Any, path: Any) -> Any:
+        opened.append(spec.role)
+        return MockRuntime.factory(lambda spec, inputs: {})(spec, path)
+
+    first = ModelManager(RUN_CONTEXT, ocr_mapping, models_root=models_root, runtime_factory=factory)
+    second = first.for_run({**RUN_CONTEXT, "video_id": "vid-002", "run_id": "run-2"})
+    handle = first.get_runtime(first.resolve("text_ocr", "detector"))
+    assert second.get_runtime(second.resolve("text_ocr", "detector")) is handle
+    assert opened == ["detector"]
+    key = {"producer_version": "1", "schema_version": "1"}
+    assert first.cache_key_for("text_ocr", **key) != second.cache_key_for("text_ocr", **key)
+    second.close()  # closes nothing of the first
+    assert first.get_runtime(first.resolve("text_ocr", "detector")) is handle
+    first.close()
+    assert opened == ["detector"]

@@ -29,6 +29,9 @@ from .errors import (
     DeviceUnavailable as DeviceUnavailable,
 )
 from .errors import (
+    InputMissing as InputMissing,
+)
+from .errors import (
     InsufficientGpuMemory as InsufficientGpuMemory,
 )
 from .errors import (

@@ -42,6 +42,7 @@ actual digest, ...) travel in ``error.fields``.
     ├── VideoDeleted                video_deleted             (a delete-video won the race: nothing published)
     ├── VideoInvalid                video_invalid             (bad input: not a video, truncated, no video stream)
     ├── VideoDecoderMissing         video_decoder_missing     (also ImportError: PyAV is not installed)
+    ├── InputMissing                input_missing             (the input lacks what a component reads)
     └── InternalError               internal_error            (a bug: an exception of no other code reached the CLI)
 
 ``ModelArtifactMissing`` is also a ``FileNotFoundError`` so that ``except
@@ -66,6 +67,7 @@ __all__ = [
     "DatabaseError",
     "DeletionBlocked",
     "DeviceUnavailable",
+    "InputMissing",
     "InsufficientGpuMemory",
     "InternalError",
     "InvalidModelSpec",
@@ -380,6 +382,13 @@ class VideoDecoderMissing(ModelManagerError, ImportError):
     code = "video_decoder_missing"
 
 
+class InputMissing(ModelManagerError):
+    """The input lacks what a component reads (a video without an audio track for an audio
+    component); the component fails under this code, the others run."""
+
+    code = "input_missing"
+
+
 class InternalError(ModelManagerError):
     """An exception that is no ModelManagerError reached the command line: a bug in
     modelmanager. The command reports it under this code (``-v`` shows the traceback)."""
@@ -424,6 +433,7 @@ ERROR_CLASSES: dict[str, type[ModelManagerError]] = {
         VideoDeleted,
         VideoInvalid,
         VideoDecoderMissing,
+        InputMissing,
         InternalError,
     )
 }
@@ -464,6 +474,7 @@ _HINTS: dict[str, str] = {
     "component_failed": "A bug or bad input in the component itself; see the cause below.",
     "video_invalid": "Check that the file is a complete video (ffprobe/any player opens it); nothing of it was run.",
     "video_decoder_missing": "pip install 'modelmanager[video]'",
+    "input_missing": "The input has no such track (e.g. a video without audio): nothing to compute; leave the component out with -c, or give it an input that has one.",
     "internal_error": "A bug in modelmanager: rerun with -v for the traceback and report it.",
 }
 
@@ -471,8 +482,6 @@ _HINTS: dict[str, str] = {
 # Hints for an error that carries a certain field: more precise than its code's. The
 # first (code, field) the error has wins.
 _FIELD_HINTS: dict[tuple[str, str], str] = {
-    ("configuration_invalid", "sample"): "Pass a sample directory holding sample.json, sample.wav "
-    "and frames.npz (examples/sample is one; scripts/make_sample_video.py writes one).",
     ("configuration_invalid", "usage"): "Check the command line: `{command} --help` lists the "
     "arguments and options.",
     (

@@ -138,6 +138,7 @@ class ModelManager:
         self._digester = digester
         self._runtime_factory = runtime_factory or default_runtime
         self._runtimes: dict[tuple[str, str], Runtime] = {}
+        self._owns_runtimes = True  # see for_run
         self._real_root: str | None = None
         self._cache_rows: dict[str, CachedRow] | None = None
         self._weights_paths: dict[str, str] = {}
@@ -291,9 +292,33 @@ class ModelManager:
             reports.append(replace(report, ms=round((time.perf_counter() - started) * 1000, 3)))
         return reports
 
+    def for_run(self, run_context: RunContext | Mapping[str, Any]) -> ModelManager:
+        """A manager for another run over the same mapping that uses this one's open
+        runtimes, digester and settings: a worker running many videos opens each model
+        once. Its weights are checked again (a stat per file on a digest-cache hit).
+        Closing it closes nothing of this one; close this one when the runs are done.
+
+        Raises:
+            InvalidRunContext: ``run_context`` breaks a rule.
+        """
+        other = ModelManager(
+            run_context,
+            self.mapping,
+            models_root=self.models_root,
+            digester=self.digester,
+            settings=self.settings,
+            runtime_factory=self._runtime_factory,
+        )
+        other._runtimes = self._runtimes
+        other._owns_runtimes = False
+        return other
+
     def close(self) -> None:
-        """Close every handle the manager opened."""
-        handles, self._runtimes = list(self._runtimes.values()), {}
+        """Close every handle the manager opened (none, for a manager of :meth:`for_run`)."""
+        if not self._owns_runtimes:
+            return
+        handles = list(self._runtimes.values())
+        self._runtimes.clear()
         for handle in handles:
             handle.close()
 

@@ -16,6 +16,15 @@ from modelmanager.tools.prepare import write_profile
 from tests.conftest import REPO
 
 runner = CliRunner()
+TALK = [str(REPO / "examples/videos/talk.mp4"), "--video-id", "talk"]
+"""The one-video arguments of `run`: a real video and its id."""
+
+
+def manifest_of(stdout: str, video: int = 0) -> dict[str, Any]:
+    """The manifest of one video's run in `run --json`'s document."""
+    document = json.loads(stdout)
+    manifest: dict[str, Any] = document["runs"][video]["manifest"]
+    return manifest
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +43,27 @@ def test_run_twice_second_is_all_cache_hits(
 ) -> None:
     root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
-    args = ["run", str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = ["run", str(profile), *TALK, "--models-root", str(root)]
     first = runner.invoke(app, [*args, "--json"])
     assert first.exit_code == 0, first.output
-    manifest = json.loads(first.output)
+    manifest = manifest_of(first.stdout)
     assert [(c["component"], c["status"]) for c in manifest["components"]] == [
         ("audio_vad", "ok"),
         ("text_ocr", "ok"),
         ("frame_safety", "ok"),
     ]
+
+    def no_decoding(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a fully cached run decoded the video")
+
+    monkeypatch.setattr("modelmanager.media.decode.decode_video", no_decoding)
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
     assert second.output.count("│ cached │ yes") == 3
     assert "manifest" in second.output
 
 
-def test_run_with_a_missing_sample_is_bad_input(
+def test_run_with_a_missing_video_is_bad_input(
     prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, profile = prepared
@@ -66,10 +80,10 @@ def test_run_against_a_local_triton(
 ) -> None:
     root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
-    args = ["run", str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = ["run", str(profile), *TALK, "--models-root", str(root)]
     result = runner.invoke(app, [*args, "--runtime", "triton", "--json"])
     assert result.exit_code == 0, result.output
-    manifest = json.loads(result.output)
+    manifest = manifest_of(result.stdout)
     assert [(c["component"], c["status"]) for c in manifest["components"]] == [
         ("audio_vad", "ok"),
         ("text_ocr", "ok"),
@@ -84,9 +98,7 @@ def test_run_against_triton_needs_a_models_root(
 ) -> None:
     _root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
-    result = runner.invoke(
-        app, ["run", str(profile), str(REPO / "examples/sample"), "--runtime", "triton", "--json"]
-    )
+    result = runner.invoke(app, ["run", str(profile), *TALK, "--runtime", "triton", "--json"])
     assert result.exit_code == 2
     assert json.loads(result.output)["error_code"] == "configuration_invalid"
 
@@ -96,7 +108,7 @@ def test_a_cached_run_imports_no_runtime_and_full_verification_rehashes(
 ) -> None:
     root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
-    args = ["run", str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = ["run", str(profile), *TALK, "--models-root", str(root)]
     assert runner.invoke(app, [*args, "--json"]).exit_code == 0  # computes
     # A fresh process, as `modelmanager run` is: which modules did the cached run load?
     probe = (
@@ -124,7 +136,7 @@ def test_a_cached_run_imports_no_runtime_and_full_verification_rehashes(
         report = json.loads(done.stderr.strip().splitlines()[-1])
         hashed = 0 if verify == "stat" else 3  # the three artifacts, re-hashed
         assert report == {"code": 0, "loaded": [], "hashed": hashed}, done.stderr
-        manifest = json.loads(done.stdout)
+        manifest = manifest_of(done.stdout)
         assert [c["status"] for c in manifest["components"]] == ["cached"] * 3
 
 
@@ -133,7 +145,7 @@ def test_verify_artifacts_takes_stat_or_full(
 ) -> None:
     root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
-    args = ["run", str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = ["run", str(profile), *TALK, "--models-root", str(root)]
     result = runner.invoke(app, [*args, "--verify-artifacts", "sha"])
     assert result.exit_code == 2
     help_text = runner.invoke(app, ["run", "--help"], terminal_width=200).output
@@ -165,7 +177,7 @@ def test_a_misspelled_profile_component_is_bad_input_before_any_run(
     root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
     typo = _profile_with(profile, tmp_path / "typo.yaml", {"text_ocr": "text_ocrr"})
-    args = ["run", str(typo), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = ["run", str(typo), *TALK, "--models-root", str(root)]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 2, result.output
     error = json.loads(result.stdout)
@@ -190,7 +202,7 @@ def test_a_profile_with_every_component_misspelled_runs_nothing(
     typos = _profile_with(profile, tmp_path / "typos.yaml", renames)
     result = runner.invoke(
         app,
-        ["run", str(typos), str(REPO / "examples/sample"), "--models-root", str(root), "--json"],
+        ["run", str(typos), *TALK, "--models-root", str(root), "--json"],
     )
     assert result.exit_code == 2, result.output
     error = json.loads(result.stdout)
@@ -206,7 +218,7 @@ def test_the_example_profile_names_components_no_pipeline_component_consumes(
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
     copy = tmp_path / "profile.yaml"
     copy.write_text((REPO / "examples/profile.yaml").read_text())
-    result = runner.invoke(app, ["run", str(copy), str(REPO / "examples/sample"), "--json"])
+    result = runner.invoke(app, ["run", str(copy), *TALK, "--json"])
     assert result.exit_code == 2, result.output
     error = json.loads(result.stdout)
     assert error["error_code"] == "invalid_model_spec"
@@ -222,7 +234,7 @@ def test_a_pipeline_component_the_profile_lacks_is_bad_input_unless_left_out(
     root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
     only_vad = _profile_with(profile, tmp_path / "vad.yaml", {}, keep={"audio_vad"})
-    args = ["run", str(only_vad), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = ["run", str(only_vad), *TALK, "--models-root", str(root)]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 2, result.output
     error = json.loads(result.stdout)
@@ -233,7 +245,7 @@ def test_a_pipeline_component_the_profile_lacks_is_bad_input_unless_left_out(
     assert "hint: Add frame_safety, text_ocr to the profile, or run only some" in text.stderr
     chosen = runner.invoke(app, [*args, "--component", "audio_vad", "--json"])
     assert chosen.exit_code == 0, chosen.output
-    assert [c["component"] for c in json.loads(chosen.stdout)["components"]] == ["audio_vad"]
+    assert [c["component"] for c in manifest_of(chosen.stdout)["components"]] == ["audio_vad"]
     lacking = runner.invoke(app, [*args, "-c", "audio_vad", "-c", "text_ocr", "--json"])
     assert lacking.exit_code == 2, lacking.output
     assert json.loads(lacking.stdout)["components"] == ["text_ocr"]
@@ -244,10 +256,10 @@ def test_run_only_some_components_of_a_full_profile(
 ) -> None:
     root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
-    args = ["run", str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = ["run", str(profile), *TALK, "--models-root", str(root)]
     result = runner.invoke(app, [*args, "-c", "frame_safety", "-c", "audio_vad", "--json"])
     assert result.exit_code == 0, result.output
-    ran = [c["component"] for c in json.loads(result.stdout)["components"]]
+    ran = [c["component"] for c in manifest_of(result.stdout)["components"]]
     assert ran == ["audio_vad", "frame_safety"]  # the profile's order
     typo = runner.invoke(app, [*args, "-c", "audio_vadd", "--json"])
     assert typo.exit_code == 2, typo.output
@@ -255,19 +267,150 @@ def test_run_only_some_components_of_a_full_profile(
     assert (error["error_code"], error["suggestion"]) == ("configuration_invalid", "audio_vad")
 
 
-def test_a_missing_sample_has_its_own_hint(
-    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+VIDEOS = REPO / "examples" / "videos"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([], "no video to run"),
+        (["nope.mp4", "--video-id", "v"], "no such video file"),
+        ([str(VIDEOS / "talk.mp4")], "--video-id is needed"),
+        ([str(VIDEOS / "talk.mp4"), str(VIDEOS / "silent.mp4")], "need a video list"),
+        ([str(VIDEOS / "talk.mp4"), "--video-id", "../up"], "is not a safe name"),
+        ([str(VIDEOS / "talk.mp4"), "--video-id", "v", "--platform-id", "a/b"], "safe name"),
+        ([str(VIDEOS / "talk.mp4"), "--video-id", "x" * 129], "is not a safe name"),
+        (["--videos", str(VIDEOS / "videos.json"), "--run-id", "r1"], "--run-id names one run"),
+        (["--videos", str(VIDEOS / "videos.json"), str(VIDEOS / "talk.mp4")], "not both"),
+    ],
+    ids=["none", "missing", "no-id", "two-no-list", "dotdot", "slash", "long", "run-id", "both"],
+)
+def test_bad_video_arguments_are_bad_input_before_anything_runs(
+    prepared: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    needle: str,
+) -> None:
+    """Issue 13: ids come from flags or a list, never file names; they are safe names."""
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    result = runner.invoke(app, ["run", str(profile), *args, "--models-root", str(root), "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)
+    assert error["error_code"] == "configuration_invalid"
+    assert needle in error["error"]
+    text = runner.invoke(app, ["run", str(profile), *args, "--models-root", str(root)])
+    assert "hint: " in text.stderr
+    assert not (tmp_path / "data").exists()  # nothing ran, not even the index was made
+
+
+@pytest.mark.parametrize("content", [b"not a video at all\n", b""], ids=["text", "empty"])
+def test_a_file_that_is_no_video_is_video_invalid(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes
 ) -> None:
     root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
-    missing = tmp_path / "nope"
-    args = ["run", str(profile), str(missing), "--models-root", str(root)]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2
-    assert "hint: Pass a sample directory holding sample.json" in result.stderr
-    assert "MODELMANAGER_" not in result.stderr
-    error = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
-    assert (error["error_code"], error["sample"]) == ("configuration_invalid", str(missing))
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(content)
+    args = ["run", str(profile), str(fake), "--video-id", "fake", "--models-root", str(root)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)
+    assert (error["error_code"], error["path"]) == ("video_invalid", str(fake))
+    assert "Traceback" not in runner.invoke(app, args).output
+
+
+def _video_list(path: Path, items: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps(items))
+    return path
+
+
+def test_many_videos_run_in_one_process_and_one_bad_video_stops_no_other(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: a truncated video fails its own run (video_invalid, exit 2); a video
+    without audio fails audio_vad (input_missing) and runs the others; the rest run."""
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    data = (VIDEOS / "street.webm").read_bytes()
+    (tmp_path / "cut.webm").write_bytes(data[: len(data) * 2 // 3])
+    listed = _video_list(
+        tmp_path / "videos.json",
+        [
+            {"file": str(VIDEOS / "talk.mp4"), "video_id": "talk"},
+            {"file": "cut.webm", "video_id": "cut", "platform_id": "web"},
+            {"file": str(VIDEOS / "silent.mp4"), "video_id": "silent"},
+        ],
+    )
+    args = ["run", str(profile), "--videos", str(listed), "--models-root", str(root)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 2, result.output
+    document = json.loads(result.stdout)
+    assert document["ok"] is False
+    talk, cut, silent = document["runs"]
+    assert (talk["ok"], talk["video_id"]) == (True, "talk")
+    assert talk["input_digest"] == talk["manifest"]["run"]["input_digest"]
+    # Decoded only when a component computes: its run is recorded, each component failed.
+    assert cut["error"] is None
+    assert {c["error_code"] for c in cut["manifest"]["components"]} == {"video_invalid"}
+    assert "truncated" in cut["manifest"]["components"][0]["error"]
+    assert cut["manifest"]["run"]["status"] == "failed"
+    statuses = {c["component"]: c["status"] for c in silent["manifest"]["components"]}
+    assert statuses == {"audio_vad": "failed", "text_ocr": "ok", "frame_safety": "ok"}
+    (vad,) = [c for c in silent["manifest"]["components"] if c["component"] == "audio_vad"]
+    assert vad["error_code"] == "input_missing"
+
+
+def test_other_bytes_under_the_same_ids_recompute_and_a_renamed_file_hits(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: a copy of the video with its bytes changed, under the same ids, recomputes
+    every component and warns naming both digests; the same bytes under another file name
+    are a cache hit."""
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    import av
+    import numpy as np
+
+    original = tmp_path / "talk.mp4"
+    original.write_bytes((VIDEOS / "talk.mp4").read_bytes())
+    changed = tmp_path / "changed.mp4"
+    with av.open(str(original)) as source, av.open(str(changed), "w") as sink:
+        stream = sink.add_stream("libx264", rate=25)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for frame in source.decode(video=0):
+            black = av.VideoFrame.from_ndarray(np.zeros((96, 160, 3), np.uint8), format="rgb24")
+            black.pts, black.time_base = frame.pts, frame.time_base
+            sink.mux(stream.encode(black))
+        sink.mux(stream.encode(None))
+    base = ["run", str(profile), "--video-id", "talk", "--models-root", str(root), "--json"]
+
+    def run(video: Path) -> dict[str, Any]:
+        result = runner.invoke(app, [*base[:2], str(video), *base[2:]])
+        assert result.exit_code in (0, 1), result.output
+        return manifest_of(result.stdout)
+
+    first = run(original)
+    blank = run(changed)
+    assert all(c["status"] != "cached" for c in blank["components"])
+    digests = (first["run"]["input_digest"], blank["run"]["input_digest"])
+    assert digests[0] != digests[1]
+    for entry in blank["components"]:
+        assert any(digests[0] in w and digests[1] in w for w in entry["warnings"]), entry
+    renamed = tmp_path / "renamed.mp4"
+    original.rename(renamed)
+    again = run(renamed)
+    # The newest run of the ids read other bytes: the original's are hit again, and warned.
+    assert [c["status"] for c in again["components"]] == ["cached"] * 3
+    explained = runner.invoke(
+        app, ["explain", first["run"]["run_id"], blank["run"]["run_id"], "--json"]
+    )
+    assert explained.exit_code == 0, explained.output
+    for name, found in json.loads(explained.stdout).items():
+        fields = [d["field"] for d in found["differences"] if d["field"] != "cache_key"]
+        assert fields == ["input_digest"], name
 
 
 def test_a_duplicate_run_id_hints_at_another_run_id(
@@ -276,7 +419,7 @@ def test_a_duplicate_run_id_hints_at_another_run_id(
     root, profile = prepared
     monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
     only_vad = _profile_with(profile, tmp_path / "vad.yaml", {}, keep={"audio_vad"})
-    args = ["run", str(only_vad), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = ["run", str(only_vad), *TALK, "--models-root", str(root)]
     args += ["-c", "audio_vad"]
     first = runner.invoke(app, [*args, "--run-id", "run-twice"])
     assert first.exit_code == 0, first.output
@@ -285,7 +428,8 @@ def test_a_duplicate_run_id_hints_at_another_run_id(
     assert "[database_error]" in again.stderr
     assert "choose another --run-id" in again.stderr
     assert "MODELMANAGER_DATABASE_URL" not in again.stderr
-    error = json.loads(runner.invoke(app, [*args, "--run-id", "run-twice", "--json"]).stdout)
+    document = json.loads(runner.invoke(app, [*args, "--run-id", "run-twice", "--json"]).stdout)
+    error = document["runs"][0]["error"]
     assert (error["error_code"], error["run_id"]) == ("database_error", "run-twice")
 
 
@@ -302,7 +446,7 @@ def test_a_run_waiting_for_a_key_names_the_worker_that_holds_it(
     monkeypatch.setattr(RunStore, "try_acquire", lambda *args: None)
     monkeypatch.setattr(RunStore, "holder", lambda *args: (holder, datetime.now(UTC)))
     only_vad = _profile_with(profile, tmp_path / "vad.yaml", {}, keep={"audio_vad"})
-    args = [str(only_vad), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = [str(only_vad), *TALK, "--models-root", str(root)]
     result = runner.invoke(app, ["--lease-wait-s", "0.2", "run", *args, "-c", "audio_vad"])
     assert result.exit_code == 1, result.output
     assert f"audio_vad: waiting for {holder} computing the same key" in result.stderr
@@ -350,7 +494,7 @@ def test_sigterm_during_a_triton_run_stops_the_server_and_its_stubs(
 
     root, profile = prepared
     env = {**os.environ, "MODELMANAGER_DATA_DIR": str(tmp_path / "data")}
-    args = [str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = [str(profile), *TALK, "--models-root", str(root)]
     command = [sys.executable, "-c", _BLOCKING_RUN, "run", *args, "--runtime", "triton"]
     worker = subprocess.Popen(
         [*command, "--run-id", "drill", "--json"],
@@ -404,6 +548,6 @@ def test_the_run_command_takes_the_lease_settings(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Runner, "run", spy)
-    args = ["run", str(profile), str(REPO / "examples/sample"), "--models-root", str(root)]
+    args = ["run", str(profile), *TALK, "--models-root", str(root)]
     runner.invoke(app, ["--lease-wait-s", "42", *args])
     assert seen == [(7.5, 42.0)]

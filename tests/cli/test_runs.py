@@ -96,7 +96,7 @@ def test_runs_show_and_the_run_table_print_a_failed_components_message(
 ) -> None:
     from rich.console import Console
 
-    from modelmanager.cli.run import run_table
+    from modelmanager.cli.run_videos import run_table
 
     monkeypatch.setenv("MODELMANAGER_DATABASE_URL", store_url)
     monkeypatch.setenv("MODELMANAGER_ARTIFACT_ROOT", str(tmp_path / "artifacts"))

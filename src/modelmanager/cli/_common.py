@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
     from modelmanager.config import Settings
     from modelmanager.index import RunStore
+    from modelmanager.mapping.sources import MappingSource
+    from modelmanager.mapping.spec import ResolvedMapping
 
 __all__ = [
     "ComponentOption",
@@ -36,6 +38,7 @@ __all__ = [
     "SourceArgument",
     "command_group",
     "current_settings",
+    "mapping_from",
     "open_run_store",
     "plain_table",
     "print_json",
@@ -240,6 +243,35 @@ def open_run_store(given: Settings | None = None, *, create: bool = True) -> Run
     from modelmanager.index import RunStore
 
     return RunStore.open((given or current_settings()).resolved_database_url, create=create)
+
+
+def mapping_from(
+    source: str, settings: Settings
+) -> tuple[ResolvedMapping, MappingSource, dict[str, Any] | None]:
+    """The mapping a command's SOURCE names, where it came from, and a run payload's
+    run_context (None otherwise): a profile file, a run payload file (its embedded
+    mapping wins, R-MAP-1), or the name of a profile in the database (read only).
+
+    Raises:
+        ProfileLoadFailed, InvalidModelSpec: the file cannot be read or breaks a rule.
+        ModelMappingMissing: no such profile in the database.
+        DatabaseError: the database cannot be read.
+    """
+    from modelmanager.mapping.sources import load_document, resolve_mapping
+
+    path = Path(source)
+    if not path.is_file() and "/" not in source and path.suffix not in {".yaml", ".yml", ".json"}:
+        with open_run_store(settings, create=False) as store:
+            mapping, origin = resolve_mapping(store=store, profile_name=source)
+        return mapping, origin, None
+    document = load_document(source)
+    is_payload = "model_mapping" in document
+    mapping, origin = resolve_mapping(
+        payload=document if is_payload else None,
+        profile_path=None if is_payload else source,
+    )
+    run_context = document.get("run_context") if is_payload else None
+    return mapping, origin, run_context if isinstance(run_context, dict) else None
 
 
 def plain_table(*columns: str, wrap: Collection[str] = ()) -> Table:

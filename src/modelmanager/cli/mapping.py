@@ -23,7 +23,7 @@ from modelmanager.cli._common import (
     ModelsRootOption,
     SourceArgument,
     current_settings,
-    open_run_store,
+    mapping_from,
     plain_table,
     print_json,
     reported,
@@ -116,24 +116,12 @@ def resolve(
 
 
 def _manager_from(source: str, models_root: Path | None) -> tuple[ModelManager, MappingSource]:
-    """A manager over a profile file, a run payload (its run_context included), or a
-    profile in the database (R-MAP-1: a SOURCE that is not a file names one)."""
+    """A manager over the mapping ``source`` names (:func:`mapping_from`), with the run
+    context of a run payload."""
     from modelmanager.manager import ModelManager
-    from modelmanager.mapping.sources import load_document, resolve_mapping
 
     settings = current_settings()
-    path = Path(source)
-    if not path.is_file() and "/" not in source and path.suffix not in {".yaml", ".yml", ".json"}:
-        with open_run_store(settings, create=False) as store:
-            mapping, origin = resolve_mapping(store=store, profile_name=source)
-        return ModelManager(None, mapping, models_root=models_root, settings=settings), origin
-    document = load_document(source)
-    is_payload = "model_mapping" in document
-    mapping, origin = resolve_mapping(
-        payload=document if is_payload else None,
-        profile_path=None if is_payload else source,
-    )
-    run_context = document.get("run_context") if is_payload else None
+    mapping, origin, run_context = mapping_from(source, settings)
     manager = ModelManager(run_context, mapping, models_root=models_root, settings=settings)
     return manager, origin
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from modelmanager.errors import ConfigurationInvalid
+from modelmanager.errors import ConfigurationInvalid, InputMissing
 from modelmanager.run.contract import ComponentOutput, ComponentRequest
 
 __all__ = ["AudioVAD", "speech_segments"]
@@ -92,6 +92,12 @@ class AudioVAD:
         rate = int(request.inputs.get("sample_rate", SAMPLE_RATE))
         if rate != SAMPLE_RATE:
             raise ConfigurationInvalid(f"audio_vad needs {SAMPLE_RATE} Hz audio, got {rate} Hz")
+        if request.inputs.get("audio") is None:
+            raise InputMissing(
+                "audio_vad reads the audio track, and this input has none",
+                component=self.name,
+                input="audio",
+            )
         audio = np.asarray(request.inputs["audio"], dtype=np.float32).reshape(-1)
         handle = request.runtimes["vad"]
         input_names = {t.name for t in handle.metadata().inputs}

@@ -38,6 +38,7 @@ __all__ = [
     "MAX_NESTING_DEPTH",
     "MappingSource",
     "ProfileStore",
+    "load_data",
     "load_document",
     "resolve_mapping",
 ]
@@ -118,13 +119,25 @@ def load_document(path: str | Path) -> dict[str, Any]:
         InvalidModelSpec: a key appears twice (named by its path in the document).
     """
     path = Path(path)
-    text = _read_bounded(path)
-    data = _parse_json(text, path) if path.suffix == ".json" else _parse_yaml(text, path)
+    data = load_data(path)
     if not isinstance(data, dict):
         raise ProfileLoadFailed(
             f"{path}: the document is a {type(data).__name__}, not a mapping", path=str(path)
         )
     return data
+
+
+def load_data(path: str | Path) -> Any:
+    """A YAML or JSON file's value, whatever its type, read within the same bounds as
+    :func:`load_document` (a list of videos is one).
+
+    Raises:
+        ProfileLoadFailed: missing, unreadable, unparsable, or beyond a bound.
+        InvalidModelSpec: a key appears twice.
+    """
+    path = Path(path)
+    text = _read_bounded(path)
+    return _parse_json(text, path) if path.suffix == ".json" else _parse_yaml(text, path)
 
 
 def _read_bounded(path: Path) -> str:

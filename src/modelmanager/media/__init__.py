@@ -7,7 +7,13 @@ decode.py   probe_video, decode_video: one streamed pass over the file
 from __future__ import annotations
 
 from modelmanager.mapping.sampling import AUDIO_RATE, DEFAULT_POLICY, SamplingPolicy, parse_policy
-from modelmanager.media.decode import DecodedVideo, VideoInfo, decode_video, probe_video
+from modelmanager.media.decode import (
+    DecodedVideo,
+    VideoInfo,
+    VideoInputs,
+    decode_video,
+    probe_video,
+)
 
 __all__ = [
     "AUDIO_RATE",
@@ -15,6 +21,7 @@ __all__ = [
     "DecodedVideo",
     "SamplingPolicy",
     "VideoInfo",
+    "VideoInputs",
     "decode_video",
     "parse_policy",
     "probe_video",

@@ -14,7 +14,7 @@ A video without audio decodes with ``audio=None``: the components that need audi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +23,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from modelmanager.errors import ConfigurationInvalid, VideoDecoderMissing, VideoInvalid
+from modelmanager.errors import (
+    ConfigurationInvalid,
+    ModelManagerError,
+    VideoDecoderMissing,
+    VideoInvalid,
+)
 from modelmanager.mapping.sampling import AUDIO_RATE, DEFAULT_POLICY, SamplingPolicy
 
 if TYPE_CHECKING:
     import av.container
 
-__all__ = ["DecodedVideo", "VideoInfo", "decode_video", "probe_video"]
+__all__ = ["DecodedVideo", "VideoInfo", "VideoInputs", "decode_video", "probe_video"]
 
 TRUNCATED_SLACK_S = 0.1
 """A file whose streams end earlier than its stated duration, less two frame intervals and
@@ -247,3 +252,47 @@ class _Growing:
 
 def _invalid(path: Path, reason: str) -> VideoInvalid:
     return VideoInvalid(f"{path}: {reason}", path=str(path), reason=reason)
+
+
+class VideoInputs(Mapping[str, Any]):
+    """The components' inputs of one video — ``frames``, ``audio``, ``sample_rate`` — decoded
+    on first use: a run whose components are all cached never decodes the video.
+
+    A decoding failure is raised on every access (each component that reads the video
+    fails with it: ``video_invalid``).
+    """
+
+    KEYS = ("frames", "audio", "sample_rate")
+
+    def __init__(self, path: str | os.PathLike[str], policy: SamplingPolicy) -> None:
+        self.path, self.policy = Path(path), policy
+        self._decoded: DecodedVideo | None = None
+        self._error: ModelManagerError | None = None
+
+    @property
+    def decoded(self) -> DecodedVideo:
+        """The decoded video (decoding it now if no component asked before)."""
+        if self._error is not None:
+            raise self._error
+        if self._decoded is None:
+            try:
+                self._decoded = decode_video(self.path, self.policy)
+            except ModelManagerError as exc:
+                self._error = exc
+                raise
+        return self._decoded
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "sample_rate":
+            return AUDIO_RATE
+        if key == "frames":
+            return self.decoded.frames
+        if key == "audio":
+            return self.decoded.audio
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
