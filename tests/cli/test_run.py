@@ -551,3 +551,32 @@ def test_the_run_command_takes_the_lease_settings(
     args = ["run", str(profile), *TALK, "--models-root", str(root)]
     runner.invoke(app, ["--lease-wait-s", "42", *args])
     assert seen == [(7.5, 42.0)]
+
+
+def test_run_from_a_database_profile_and_from_a_run_payload(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 (R-MAP-1): run takes a database profile's name, and a run payload whose
+    embedded mapping wins; the payload's run context gives config_hash and versions."""
+    import yaml
+
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    loaded = runner.invoke(app, ["profiles", "load", str(profile), "--name", "demo"])
+    assert loaded.exit_code == 0, loaded.output
+    tail = [*TALK, "--models-root", str(root), "-c", "audio_vad", "--json"]
+    from_db = runner.invoke(app, ["run", "demo", *tail])
+    assert from_db.exit_code == 0, from_db.output
+    assert manifest_of(from_db.stdout)["run"]["mapping_source"] == "database:demo"
+    payload = tmp_path / "payload.json"
+    context = {"config_hash": "cfg-7", "dataprocessor_version": "9.9.9", "user_id": "u-1"}
+    mapping = yaml.safe_load(profile.read_text())
+    payload.write_text(json.dumps({"run_context": context, "model_mapping": mapping}))
+    from_payload = runner.invoke(app, ["run", str(payload), *tail])
+    assert from_payload.exit_code == 0, from_payload.output
+    run = manifest_of(from_payload.stdout)["run"]
+    assert run["mapping_source"] == "payload"
+    assert {k: run[k] for k in context} == context
+    missing = runner.invoke(app, ["run", "no-such-profile", *tail])
+    assert missing.exit_code == 2, missing.output
+    assert json.loads(missing.stdout)["error_code"] == "model_mapping_missing"
