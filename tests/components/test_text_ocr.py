@@ -1,13 +1,15 @@
-"""TextOCR with the real PP-OCR models (prepared from the rapidocr wheel) on the sample fixture.
+"""TextOCR with the real PP-OCR models (prepared from the rapidocr wheel) on the example videos.
 
-The sample's frames carry the words MODEL and CACHE, black on a white card,
-30 px high on a 160x96 frame (``scripts/make_sample_video.py``); the OCR must
-read each frame's word, and nothing on the frames without one. Runs on SQLite and
-PostgreSQL (``store``).
+The videos' frames carry the words MODEL and CACHE, black on a white card scaled with the
+frame (30 px high on 160x96, 35 px on 192x112; ``scripts/make_sample_videos.py``), over two
+scenes, through H.264 or VP9. Decoded with the default policy (one frame a second), the OCR
+must read the word ``examples/videos/videos.json`` puts on each sampled frame, and nothing on
+the frames without one. Runs on SQLite and PostgreSQL (``store``).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +21,63 @@ from modelmanager import ModelManager
 from modelmanager.components import TextOCR
 from modelmanager.components.text_ocr import ctc_decode, detect_boxes
 from modelmanager.index import RunStore
+from modelmanager.media import DEFAULT_POLICY, DecodedVideo, decode_video
 from modelmanager.run.runner import Runner
 from modelmanager.store.check import read_artifact
-from modelmanager.tools.media import Sample, load_sample
 from modelmanager.tools.prepare import PreparedModel, profile_document
 from tests.conftest import EXAMPLES, with_modified_model
 from tests.runner_components import run_context
 
-# Measured once with this component on examples/sample (onnxruntime CPU, fp32), per
-# worded frame (2-4 MODEL, 7-9 CACHE; the backgrounds differ, so do the boxes):
-# boxes exact, scores at rtol 1e-4.
-GOLDEN_BOX = [
-    [25, 35, 131, 62],
-    [25, 35, 131, 62],
-    [25, 35, 131, 63],
-    [28, 35, 132, 63],
-    [27, 33, 133, 64],
-    [27, 33, 133, 64],
-]
-GOLDEN_BOX_SCORE = [0.996490121, 0.995729208, 0.988531888, 0.989358187, 0.98941499, 0.990367591]
-GOLDEN_TEXT_SCORE = [0.996320844, 0.996320844, 0.996533751, 0.999762714, 0.999762356, 0.999762356]
+VIDEOS = EXAMPLES / "videos"
+TRUTH = {v["video_id"]: v for v in json.loads((VIDEOS / "videos.json").read_text("utf-8"))}
+
+# Measured once with this component on the decoded videos (default policy; onnxruntime CPU,
+# fp32), per worded frame (talk: 1 MODEL, 4-5 CACHE; street: 1 CACHE, 3-4 MODEL; silent:
+# 1 MODEL, 3 CACHE; the backgrounds and the compression differ, so do the boxes): boxes
+# exact, scores at rtol 1e-4.
+GOLDEN: dict[str, dict[str, list[Any]]] = {
+    "talk": {
+        "box": [[25, 35, 130, 62], [28, 35, 132, 63], [28, 35, 132, 63]],
+        "box_score": [0.997077525, 0.98864758, 0.992966413],
+        "text_score": [0.996238112, 0.999688625, 0.999661446],
+    },
+    "street": {
+        "box": [[35, 40, 159, 73], [34, 42, 155, 72], [34, 41, 155, 72]],
+        "box_score": [0.995419025, 0.994450092, 0.994037569],
+        "text_score": [0.999521434, 0.996482015, 0.995589733],
+    },
+    "silent": {
+        "box": [[25, 35, 130, 62], [28, 35, 132, 63]],
+        "box_score": [0.995660067, 0.989084721],
+        "text_score": [0.996036053, 0.999675095],
+    },
+}
 
 Models = tuple[Path, list[PreparedModel]]
 
 
 @pytest.fixture(scope="module")
-def sample() -> Sample:
-    return load_sample(EXAMPLES / "sample")
+def videos() -> dict[str, DecodedVideo]:
+    """Each example video decoded with the default policy (one frame a second from t=0)."""
+    return {
+        video: decode_video(VIDEOS / entry["file"], DEFAULT_POLICY)
+        for video, entry in TRUTH.items()
+    }
+
+
+def words_on_frames(video: str, decoded: DecodedVideo) -> list[str | None]:
+    """The ground truth's word on each sampled frame (``start_s <= t < end_s``), or None."""
+    spans = TRUTH[video]["words"]
+    return [
+        next((w["word"] for w in spans if w["start_s"] <= t + 1e-9 < w["end_s"]), None)
+        for t in decoded.frame_times_s.tolist()
+    ]
+
+
+def frame_with(videos: dict[str, DecodedVideo], word: str) -> NDArray[np.uint8]:
+    """talk.mp4's first sampled frame that shows ``word``."""
+    frames: NDArray[np.uint8] = videos["talk"].frames
+    return frames[words_on_frames("talk", videos["talk"]).index(word)]
 
 
 def run_ocr(
@@ -55,11 +87,13 @@ def run_ocr(
     frames: NDArray[np.uint8],
     *,
     document: dict[str, Any] | None = None,
+    video: str = "talk",
     run_id: str = "run-ocr",
 ) -> tuple[str, dict[str, NDArray[Any]], Any]:
     root, prepared = models
     mapping = document if document is not None else profile_document(prepared)
-    manager = ModelManager(run_context(run_id), mapping, models_root=root)
+    context = run_context(run_id, platform_id="local", video_id=video)
+    manager = ModelManager(context, mapping, models_root=root)
     result = Runner(manager, store, tmp_path / "artifacts").run([TextOCR()], {"frames": frames})
     (entry,) = result.manifest.components
     if entry.artifact is None:
@@ -68,28 +102,37 @@ def run_ocr(
     return entry.status, arrays, entry
 
 
-def test_reads_the_rendered_words(
-    store: RunStore, tmp_path: Path, real_models: Models, sample: Sample
+@pytest.mark.parametrize("video", list(TRUTH))
+def test_reads_the_words_on_the_frames_that_show_them(
+    store: RunStore,
+    tmp_path: Path,
+    real_models: Models,
+    videos: dict[str, DecodedVideo],
+    video: str,
 ) -> None:
-    status, arrays, entry = run_ocr(store, tmp_path, real_models, sample.frames)
+    decoded = videos[video]
+    status, arrays, entry = run_ocr(store, tmp_path, real_models, decoded.frames, video=video)
     assert status == "ok", entry.error
     assert sorted(u.role for u in entry.models_used) == ["classifier", "detector", "recognizer"]
-    words = sample.metadata["words_per_frame"]
+    words = words_on_frames(video, decoded)
     worded = [i for i, w in enumerate(words) if w is not None]
+    assert worded  # the default policy samples at least one frame of each word span
+    assert {words[i] for i in worded} == {w["word"] for w in TRUTH[video]["words"]}
     assert arrays["frame_index"].tolist() == worded  # one text per worded frame, none elsewhere
     assert arrays["text"].tolist() == [words[i] for i in worded]
     assert arrays["angle"].tolist() == [0] * len(worded)
     assert arrays["box"].dtype == np.int32
     assert arrays["box"].shape == (len(worded), 4)
-    assert arrays["box"].tolist() == GOLDEN_BOX
-    np.testing.assert_allclose(arrays["box_score"], GOLDEN_BOX_SCORE, rtol=1e-4)
-    np.testing.assert_allclose(arrays["text_score"], GOLDEN_TEXT_SCORE, rtol=1e-4)
+    golden = GOLDEN[video]
+    assert arrays["box"].tolist() == golden["box"]
+    np.testing.assert_allclose(arrays["box_score"], golden["box_score"], rtol=1e-4)
+    np.testing.assert_allclose(arrays["text_score"], golden["text_score"], rtol=1e-4)
 
 
 def test_identical_frames_give_identical_results(
-    store: RunStore, tmp_path: Path, real_models: Models, sample: Sample
+    store: RunStore, tmp_path: Path, real_models: Models, videos: dict[str, DecodedVideo]
 ) -> None:
-    frame = sample.frames[2]  # MODEL
+    frame = frame_with(videos, "MODEL")
     _, arrays, _ = run_ocr(store, tmp_path, real_models, np.stack([frame, frame, frame]))
     assert arrays["text"].tolist() == ["MODEL"] * 3
     assert len(set(arrays["text_score"].tolist())) == 1
@@ -97,9 +140,9 @@ def test_identical_frames_give_identical_results(
 
 
 def test_upside_down_text_is_turned_by_the_classifier(
-    store: RunStore, tmp_path: Path, real_models: Models, sample: Sample
+    store: RunStore, tmp_path: Path, real_models: Models, videos: dict[str, DecodedVideo]
 ) -> None:
-    flipped = sample.frames[7:8, ::-1, ::-1].copy()  # CACHE, rotated by 180 degrees
+    flipped = frame_with(videos, "CACHE")[None, ::-1, ::-1].copy()  # rotated by 180 degrees
     status, arrays, entry = run_ocr(store, tmp_path, real_models, flipped)
     assert status == "ok", entry.error
     assert arrays["angle"].tolist() == [180]
@@ -107,7 +150,7 @@ def test_upside_down_text_is_turned_by_the_classifier(
 
 
 def test_a_recognizer_without_its_character_set_fails_the_component(
-    store: RunStore, tmp_path: Path, real_models: Models, sample: Sample
+    store: RunStore, tmp_path: Path, real_models: Models, videos: dict[str, DecodedVideo]
 ) -> None:
     onnx = pytest.importorskip("onnx")
     root, prepared = real_models
@@ -115,7 +158,8 @@ def test_a_recognizer_without_its_character_set_fails_the_component(
     model = onnx.load(str(root / rec.target))
     del model.metadata_props[:]
     document = with_modified_model(real_models, "text_ocr", "recognizer", model, tmp_path.name)
-    status, _, entry = run_ocr(store, tmp_path, real_models, sample.frames[:1], document=document)
+    frames = videos["talk"].frames[:1]
+    status, _, entry = run_ocr(store, tmp_path, real_models, frames, document=document)
     assert status == "failed"
     assert entry.error_code == "invalid_model_spec"
     assert entry.error is not None

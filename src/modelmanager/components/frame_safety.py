@@ -57,7 +57,7 @@ def preprocess(frames: NDArray[np.uint8]) -> NDArray[np.float32]:
 class FrameSafety:
     """The open_nsfw NSFW probability and pooled feature of every frame in ``inputs["frames"]``.
 
-    Input: ``frames``, uint8 RGB [N, H, W, 3] (as :func:`modelmanager.tools.media.load_sample`
+    Input: ``frames``, uint8 RGB [N, H, W, 3] (as :func:`modelmanager.media.decode_video`
     gives them).
 
     Preprocessing (``PREPROCESS_ID`` = ``"opennsfw-bgr224-mean@1"``), per frame:
