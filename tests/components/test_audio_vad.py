@@ -211,3 +211,27 @@ def test_speech_segments_hangover() -> None:
     assert speech_segments(np.zeros(5, np.float32)).shape == (0, 2)
     tail = np.array([0.1, 0.9, 0.9, 0.9], np.float32)  # speech running to the end
     np.testing.assert_allclose(speech_segments(tail), [[1 * w, 4 * w]], rtol=1e-6)
+
+
+def test_a_streamed_track_gives_the_windows_of_the_whole_array() -> None:
+    """Issue 13: audio_vad takes a streamed track (chunks of any size) and sees exactly the
+    windows of the whole array, the last one padded."""
+    from modelmanager.components.audio_vad import WINDOW, _windows
+
+    class Track:
+        def __init__(self, samples: NDArray[np.float32], sizes: list[int]) -> None:
+            self.samples, self.sizes = samples, sizes
+
+        def chunks(self) -> Any:
+            start = 0
+            for size in self.sizes:
+                yield self.samples[start : start + size]
+                start += size
+
+    samples = np.random.default_rng(0).standard_normal(5 * WINDOW + 100).astype(np.float32)
+    whole = np.concatenate(list(_windows(samples)))
+    assert whole.shape == (6, WINDOW)
+    for sizes in ([len(samples)], [1] * len(samples), [700, 3, 1500, 457]):
+        assert sum(sizes) == len(samples)
+        streamed = np.concatenate(list(_windows(Track(samples, sizes))))
+        np.testing.assert_array_equal(streamed, whole)

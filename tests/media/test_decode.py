@@ -132,3 +132,49 @@ def test_progress_reaches_the_duration(video: Path) -> None:
     decode_video(video, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1][0] == pytest.approx(seen[-1][1], abs=0.1)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def test_an_audio_track_streams_exactly_the_samples_decode_video_gives(video: Path) -> None:
+    """Issue 13: the audio a run streams (one chunk at a time) is byte for byte the whole
+    track decode_video returns."""
+    from modelmanager.media import AudioTrack
+
+    whole = decode_video(video).audio
+    assert whole is not None
+    chunks = list(AudioTrack(video).chunks())
+    assert len(chunks) > 10  # streamed, not one array
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+    np.testing.assert_array_equal(AudioTrack(video).read(), whole)
+
+
+def test_frames_without_audio_stop_reading_at_the_policys_last_frame(video: Path) -> None:
+    policy = SamplingPolicy(fps=2, max_frames=2)
+    both = decode_video(video, policy)
+    frames_only = decode_video(video, policy, audio=False)
+    assert frames_only.audio is None
+    np.testing.assert_array_equal(frames_only.frames, both.frames)
+    seen: list[float] = []
+    decode_video(video, policy, audio=False, progress=lambda done, _: seen.append(done))
+    assert max(seen) < 1.0  # two frames at 0 and 0.52 s: the rest of the 2 s is not read
+
+
+def test_a_truncated_files_audio_track_is_video_invalid(webm: Path, tmp_path: Path) -> None:
+    from modelmanager.media import AudioTrack
+
+    data = webm.read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(VideoInvalid, match="truncated"):
+        list(AudioTrack(cut).chunks())
+
+
+def test_video_inputs_decode_nothing_until_asked(video: Path, tmp_path: Path) -> None:
+    from modelmanager.media import AudioTrack, VideoInputs
+
+    silent = write_video(tmp_path / "silent.mp4", audio_rate=None)
+    inputs = VideoInputs(probe_video(video), SamplingPolicy(fps=2))
+    assert inputs._decoded is None
+    assert isinstance(inputs["audio"], AudioTrack)
+    assert inputs._decoded is None  # the audio is streamed by whoever reads it
+    assert inputs["frames"].shape == (4, 48, 64, 3)
+    assert VideoInputs(probe_video(silent), SamplingPolicy())["audio"] is None

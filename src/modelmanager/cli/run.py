@@ -143,8 +143,8 @@ def run(
                 param="run_id",
                 hint="Leave --run-id out: each video's run gets a new random id.",
             )
-        for job in jobs:
-            probe_video(job.path)  # not a video, no video stream: refused before any run
+        # Not a video, no video stream: refused before any run.
+        videos_found = [(job, probe_video(job.path)) for job in jobs]
         mapping, origin, payload_context = mapping_from(source, settings)
         components: list[Component] = [
             REGISTRY[name]()
@@ -173,7 +173,7 @@ def run(
             run_id=run_id,
             verify="full" if verify_artifacts is VerifyChoice.full else "stat",
         )
-        outcomes = run_all(batch, jobs, quiet=as_json)
+        outcomes = run_all(batch, videos_found, quiet=as_json)
     if as_json:
         print_json(
             {"ok": all(o.ok for o in outcomes), "runs": [o.to_json_dict() for o in outcomes]}

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from modelmanager.index import RunStore
     from modelmanager.manager import ModelManager
     from modelmanager.mapping.sampling import SamplingPolicy
+    from modelmanager.media import VideoInfo
     from modelmanager.media.jobs import VideoJob
     from modelmanager.run.contract import Component
     from modelmanager.run.runner import RunResult
@@ -201,7 +202,9 @@ class Outcome:
         }
 
 
-def run_all(batch: Batch, jobs: list[VideoJob], *, quiet: bool) -> list[Outcome]:
+def run_all(
+    batch: Batch, videos: list[tuple[VideoJob, VideoInfo]], *, quiet: bool
+) -> list[Outcome]:
     """Each video in turn, with a bar per video and an overall one (on a terminal)."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -216,12 +219,12 @@ def run_all(batch: Batch, jobs: list[VideoJob], *, quiet: bool) -> list[Outcome]
     disable = quiet or not stderr.is_terminal
     outcomes: list[Outcome] = []
     with Progress(*columns, console=stderr.console, transient=True, disable=disable) as bar:
-        overall = bar.add_task("videos", total=len(jobs)) if len(jobs) > 1 else None
-        for job in jobs:
+        overall = bar.add_task("videos", total=len(videos)) if len(videos) > 1 else None
+        for job, info in videos:
             name = f"{job.platform_id}/{job.video_id}"
             count = len(job.components or batch.components)
             task = bar.add_task(name, total=count)
-            outcomes.append(run_one(batch, job, bar, task, name, quiet=quiet or not disable))
+            outcomes.append(run_one(batch, job, info, bar, task, name, quiet=quiet or not disable))
             bar.remove_task(task)
             if overall is not None:
                 bar.advance(overall)
@@ -229,7 +232,14 @@ def run_all(batch: Batch, jobs: list[VideoJob], *, quiet: bool) -> list[Outcome]
 
 
 def run_one(
-    batch: Batch, job: VideoJob, bar: Progress, task: TaskID, name: str, *, quiet: bool
+    batch: Batch,
+    job: VideoJob,
+    info: VideoInfo,
+    bar: Progress,
+    task: TaskID,
+    name: str,
+    *,
+    quiet: bool,
 ) -> Outcome:
     from modelmanager.errors import ModelManagerError, RunInterrupted
     from modelmanager.media import VideoInputs
@@ -239,7 +249,7 @@ def run_one(
     context: dict[str, Any] = {}
     try:
         outcome.input_digest = batch.models.digester.digest(job.path).digest
-        inputs = VideoInputs(job.path, batch.policy)  # decoded only if a component computes
+        inputs = VideoInputs(info, batch.policy)  # decoded only if a component computes
         context = run_context_for(
             job, outcome.input_digest, batch.policy, batch.run_id, batch.defaults
         )

@@ -22,7 +22,7 @@ Output arrays:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,8 +79,10 @@ def speech_segments(
 class AudioVAD:
     """Speech probability per 32 ms window, and speech segments, for ``inputs["audio"]``.
 
-    Inputs: ``audio`` (float32 samples in [-1, 1]) and optionally
-    ``sample_rate`` (must be 16000).
+    Inputs: ``audio``, float32 samples in [-1, 1]: an array, or a streamed track (an
+    object whose ``chunks()`` yields arrays, as ``modelmanager.media.AudioTrack``: one
+    chunk in memory at a time, however long the video); and optionally ``sample_rate``
+    (must be 16000).
     """
 
     name = "audio_vad"
@@ -98,29 +100,45 @@ class AudioVAD:
                 component=self.name,
                 input="audio",
             )
-        audio = np.asarray(request.inputs["audio"], dtype=np.float32).reshape(-1)
         handle = request.runtimes["vad"]
         input_names = {t.name for t in handle.metadata().inputs}
-        count = -(-len(audio) // WINDOW)  # the last, partial window is padded with zeros
-        padded = np.zeros(count * WINDOW, np.float32)
-        padded[: len(audio)] = audio
         state = np.zeros((2, 1, 128), np.float32)
         context = np.zeros((1, CONTEXT), np.float32)
         sr = np.array(SAMPLE_RATE, dtype=np.int64)
-        probs = np.zeros(count, np.float32)
-        for i in range(count):
-            window = padded[i * WINDOW : (i + 1) * WINDOW].reshape(1, WINDOW)
+        probs: list[float] = []
+        for window in _windows(request.inputs["audio"]):
             feed: dict[str, Any] = {"input": np.concatenate([context, window], axis=1)}
             feed["state"] = state
             if "sr" in input_names:
                 feed["sr"] = sr
             out = handle(feed)
-            probs[i] = float(np.asarray(out["output"]).reshape(-1)[0])
+            probs.append(float(np.asarray(out["output"]).reshape(-1)[0]))
             state = np.asarray(out["stateN"], dtype=np.float32)
             context = window[:, -CONTEXT:]
+        count = len(probs)
         starts = (np.arange(count, dtype=np.float64) * WINDOW / SAMPLE_RATE).astype(np.float32)
+        prob = np.asarray(probs, np.float32)
         return ComponentOutput(
-            {"speech_prob": probs, "window_start_s": starts, "segments": speech_segments(probs)},
+            {"speech_prob": prob, "window_start_s": starts, "segments": speech_segments(prob)},
             batch_size=1,
             seed=0,
         )
+
+
+def _windows(audio: Any) -> Iterator[NDArray[np.float32]]:
+    """``audio``'s samples as [1, WINDOW] windows, in order; the last, partial window is
+    padded with zeros. ``audio`` is an array or a track with ``chunks()``."""
+    chunks = audio.chunks() if hasattr(audio, "chunks") else [audio]
+    rest = np.zeros(0, np.float32)
+    for chunk in chunks:
+        data = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        if len(rest):
+            data = np.concatenate([rest, data])
+        whole = len(data) - len(data) % WINDOW
+        for start in range(0, whole, WINDOW):
+            yield data[start : start + WINDOW].reshape(1, WINDOW)
+        rest = data[whole:]
+    if len(rest):
+        last = np.zeros((1, WINDOW), np.float32)
+        last[0, : len(rest)] = rest
+        yield last

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from modelmanager.mapping.sampling import AUDIO_RATE, DEFAULT_POLICY, SamplingPolicy, parse_policy
 from modelmanager.media.decode import (
+    AudioTrack,
     DecodedVideo,
     VideoInfo,
     VideoInputs,
@@ -18,6 +19,7 @@ from modelmanager.media.decode import (
 __all__ = [
     "AUDIO_RATE",
     "DEFAULT_POLICY",
+    "AudioTrack",
     "DecodedVideo",
     "SamplingPolicy",
     "VideoInfo",

@@ -34,7 +34,14 @@ from modelmanager.mapping.sampling import AUDIO_RATE, DEFAULT_POLICY, SamplingPo
 if TYPE_CHECKING:
     import av.container
 
-__all__ = ["DecodedVideo", "VideoInfo", "VideoInputs", "decode_video", "probe_video"]
+__all__ = [
+    "AudioTrack",
+    "DecodedVideo",
+    "VideoInfo",
+    "VideoInputs",
+    "decode_video",
+    "probe_video",
+]
 
 TRUNCATED_SLACK_S = 0.1
 """A file whose streams end earlier than its stated duration, less two frame intervals and
@@ -85,13 +92,16 @@ def decode_video(
     path: str | os.PathLike[str],
     policy: SamplingPolicy = DEFAULT_POLICY,
     *,
+    audio: bool = True,
     progress: Callable[[float, float], None] | None = None,
 ) -> DecodedVideo:
     """Decode the policy's frames and the audio track of the video at ``path``.
 
     Frames are taken by timestamp: the first frame at or after each ``k / policy.fps``
-    seconds, up to ``policy.max_frames``. ``progress(seconds_done, duration_s)`` is
-    called as the demuxer advances.
+    seconds, up to ``policy.max_frames``. With ``audio=False`` the audio track is left
+    out (``audio`` is None; :class:`AudioTrack` streams it instead) and reading stops at
+    the policy's last frame. ``progress(seconds_done, duration_s)`` is called as the
+    demuxer advances.
 
     Raises:
         ConfigurationInvalid: no such file.
@@ -103,21 +113,23 @@ def decode_video(
     path = Path(path)
     with _opened(path) as (container, info):
         video = container.streams.video[0]
-        audio = container.streams.audio[0] if container.streams.audio else None
+        track = container.streams.audio[0] if audio and container.streams.audio else None
         video.thread_type = "AUTO"
         # Filled in place (no list of pieces, no copy at the end: the peak is 1x the data).
         expected_s = info.duration_s + 1.0
         frames = _Growing(np.uint8, min(policy.max_frames, int(expected_s * policy.fps) + 1))
         times: list[float] = []
-        samples = _Growing(np.float32, int(expected_s * AUDIO_RATE) if audio else 0)
-        resampler = (
-            av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE) if audio else None
-        )
+        samples = _Growing(np.float32, int(expected_s * AUDIO_RATE) if track else 0)
+        resampler = _resampler() if track else None
         last_s = 0.0
-        streams = [video] if audio is None else [video, audio]
+        streams = [video] if track is None else [video, track]
+        stopped_early = False
         try:
             for packet in container.demux(streams):
                 wants_video = len(frames) < policy.max_frames
+                if not wants_video and track is None:
+                    stopped_early = True  # the policy has its frames; nothing else is read
+                    break
                 if packet.stream.type == "video" and not wants_video:
                     last_s = max(last_s, _seconds(packet.pts, packet.time_base, last_s))
                     continue
@@ -146,6 +158,67 @@ def decode_video(
             raise _invalid(path, f"decoding failed at {last_s:.2f} s: {exc}") from exc
     if not frames:
         raise _invalid(path, "no frame could be decoded")
+    if not stopped_early:
+        _check_complete(path, info, last_s)
+    return DecodedVideo(
+        info=info,
+        policy=policy,
+        frames=frames.array(),
+        frame_times_s=np.asarray(times, np.float64),
+        audio=None if track is None else samples.array(),
+    )
+
+
+class AudioTrack:
+    """A video's audio track, decoded and resampled (16 kHz mono float32) as it is read:
+    whoever streams it (``audio_vad``) holds one chunk at a time, however long the video.
+
+    A component takes it wherever it takes an array of samples: ``chunks()`` yields the
+    samples in order; ``read()`` returns them all at once.
+    """
+
+    sample_rate = AUDIO_RATE
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def chunks(self) -> Iterator[NDArray[np.float32]]:
+        """The samples, in order, a decoded audio frame's worth at a time.
+
+        Raises:
+            VideoInvalid: the file cannot be decoded, has no audio stream, or is truncated.
+        """
+        import av
+
+        with _opened(self.path) as (container, info):
+            if not container.streams.audio:
+                raise _invalid(self.path, "it has no audio stream")
+            stream = container.streams.audio[0]
+            resampler = _resampler()
+            last_s = 0.0
+            try:
+                for frame in container.decode(stream):
+                    last_s = max(last_s, _seconds(frame.pts, frame.time_base, last_s))
+                    yield from _samples(resampler.resample(frame))
+                yield from _samples(resampler.resample(None))
+            except av.error.FFmpegError as exc:
+                raise _invalid(self.path, f"decoding failed at {last_s:.2f} s: {exc}") from exc
+            _check_complete(self.path, info, last_s)
+
+    def read(self) -> NDArray[np.float32]:
+        """Every sample at once (what :func:`decode_video` gives as ``audio``)."""
+        chunks = list(self.chunks())
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def _resampler() -> Any:
+    import av
+
+    return av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+
+
+def _check_complete(path: Path, info: VideoInfo, last_s: float) -> None:
+    """Refuse a file whose streams end well before the duration its container states."""
     slack = 2 / max(info.fps, 1.0) + TRUNCATED_SLACK_S
     if info.duration_s > 0 and last_s < info.duration_s - slack:
         raise _invalid(
@@ -153,13 +226,6 @@ def decode_video(
             f"truncated: its streams end at {last_s:.2f} s of the {info.duration_s:.2f} s "
             "the container states",
         )
-    return DecodedVideo(
-        info=info,
-        policy=policy,
-        frames=frames.array(),
-        frame_times_s=np.asarray(times, np.float64),
-        audio=None if audio is None else samples.array(),
-    )
 
 
 @contextmanager
@@ -255,28 +321,31 @@ def _invalid(path: Path, reason: str) -> VideoInvalid:
 
 
 class VideoInputs(Mapping[str, Any]):
-    """The components' inputs of one video — ``frames``, ``audio``, ``sample_rate`` — decoded
-    on first use: a run whose components are all cached never decodes the video.
+    """The components' inputs of one video — ``frames``, ``audio``, ``sample_rate`` — made
+    on first use: a run whose components are all cached never decodes the video. The
+    frames are decoded once (reading stops at the policy's last frame); ``audio`` is an
+    :class:`AudioTrack`, streamed by the component that reads it, or None when the video
+    has no audio stream. Memory is the kept frames plus one chunk of audio.
 
-    A decoding failure is raised on every access (each component that reads the video
-    fails with it: ``video_invalid``).
+    A decoding failure of the frames is raised on every access (each component that
+    reads them fails with it: ``video_invalid``).
     """
 
     KEYS = ("frames", "audio", "sample_rate")
 
-    def __init__(self, path: str | os.PathLike[str], policy: SamplingPolicy) -> None:
-        self.path, self.policy = Path(path), policy
+    def __init__(self, info: VideoInfo, policy: SamplingPolicy) -> None:
+        self.info, self.policy = info, policy
         self._decoded: DecodedVideo | None = None
         self._error: ModelManagerError | None = None
 
     @property
     def decoded(self) -> DecodedVideo:
-        """The decoded video (decoding it now if no component asked before)."""
+        """The decoded frames (decoding them now if no component asked before)."""
         if self._error is not None:
             raise self._error
         if self._decoded is None:
             try:
-                self._decoded = decode_video(self.path, self.policy)
+                self._decoded = decode_video(self.info.path, self.policy, audio=False)
             except ModelManagerError as exc:
                 self._error = exc
                 raise
@@ -288,7 +357,7 @@ class VideoInputs(Mapping[str, Any]):
         if key == "frames":
             return self.decoded.frames
         if key == "audio":
-            return self.decoded.audio
+            return None if self.info.audio_codec is None else AudioTrack(self.info.path)
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
