@@ -580,3 +580,35 @@ def test_run_from_a_database_profile_and_from_a_run_payload(
     missing = runner.invoke(app, ["run", "no-such-profile", *tail])
     assert missing.exit_code == 2, missing.output
     assert json.loads(missing.stdout)["error_code"] == "model_mapping_missing"
+
+
+def test_a_changed_sampling_policy_recomputes_and_the_same_one_rewritten_does_not(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 (R-SIG-3): the profile's sampling policy is in every key by its key_version:
+    a changed parameter recomputes (even under the same label); the same policy written
+    otherwise (key order, 1 for 1.0) hits the cache."""
+    import yaml
+
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    document = yaml.safe_load(profile.read_text())
+
+    def run_with(sampling: dict[str, Any]) -> dict[str, Any]:
+        path = tmp_path / "sampled.yaml"
+        path.write_text(yaml.safe_dump({**document, "sampling": sampling}, sort_keys=False))
+        args = ["run", str(path), *TALK, "--models-root", str(root), "-c", "text_ocr", "--json"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return manifest_of(result.stdout)
+
+    first = run_with({"version": "1", "fps": 1.0, "max_frames": 64})
+    assert [c["status"] for c in first["components"]] == ["ok"]
+    same = run_with({"max_frames": 64, "fps": 1, "version": 1})
+    assert [c["status"] for c in same["components"]] == ["cached"]
+    faster = run_with({"version": "1", "fps": 2, "max_frames": 64})
+    assert [c["status"] for c in faster["components"]] == ["ok"]
+    versions = [m["run"]["sampling_policy_version"] for m in (first, same, faster)]
+    assert versions[0] == versions[1] != versions[2]
+    assert all(v.startswith("1+") for v in versions)
+    assert faster["run"]["resolved_model_mapping"]["sampling"]["fps"] == 2
