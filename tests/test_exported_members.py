@@ -39,9 +39,14 @@ PUBLIC_API = {
     "ComponentOutput",
     "RunStore",
     "Settings",
+    # input videos (issue 13)
+    "SamplingPolicy",
+    "VideoInputs",
+    "decode_video",
+    "probe_video",
     "__version__",
 }
-HEAVY = ("onnxruntime", "tritonclient", "torch", "sqlalchemy", "alembic")
+HEAVY = ("onnxruntime", "tritonclient", "torch", "sqlalchemy", "alembic", "av")
 
 
 def _modules() -> list[ModuleType]:

@@ -115,6 +115,7 @@ from .errors import (
 from .index.store import RunStore as RunStore
 from .manager import HealthReport as HealthReport
 from .manager import ModelManager as ModelManager
+from .mapping.sampling import SamplingPolicy as SamplingPolicy
 from .mapping.signature import CacheKey as CacheKey
 from .mapping.sources import MappingSource as MappingSource
 from .mapping.sources import resolve_mapping as resolve_mapping
@@ -122,6 +123,9 @@ from .mapping.spec import ModelUsed as ModelUsed
 from .mapping.spec import ResolvedMapping as ResolvedMapping
 from .mapping.spec import ResolvedModelSpec as ResolvedModelSpec
 from .mapping.spec import RunContext as RunContext
+from .media import VideoInputs as VideoInputs
+from .media import decode_video as decode_video
+from .media import probe_video as probe_video
 from .run.contract import Component as Component
 from .run.contract import ComponentOutput as ComponentOutput
 from .run.contract import ComponentRequest as ComponentRequest

@@ -224,7 +224,9 @@ def run_all(
             name = f"{job.platform_id}/{job.video_id}"
             count = len(job.components or batch.components)
             task = bar.add_task(name, total=count)
-            outcomes.append(run_one(batch, job, info, bar, task, name, quiet=quiet or not disable))
+            # With no bar to show a wait (not a terminal, not --json), a line says it.
+            say_waits = disable and not quiet
+            outcomes.append(run_one(batch, job, info, bar, task, name, say_waits=say_waits))
             bar.remove_task(task)
             if overall is not None:
                 bar.advance(overall)
@@ -239,8 +241,10 @@ def run_one(
     task: TaskID,
     name: str,
     *,
-    quiet: bool,
+    say_waits: bool,
 ) -> Outcome:
+    """One video's run (its digest, its lazily decoded inputs, the Runner), or the error
+    that kept it from running; Ctrl-C/SIGTERM stops every video (RunInterrupted)."""
     from modelmanager.errors import ModelManagerError, RunInterrupted
     from modelmanager.media import VideoInputs
     from modelmanager.run.runner import Runner
@@ -272,7 +276,7 @@ def run_one(
         def on_wait(component: Component, owner: str) -> None:
             waiting = f"{name}: {component.name}: waiting for {owner} computing the same key"
             bar.update(task, description=waiting)
-            if not quiet:  # no bar to say it: one line
+            if say_waits:
                 stderr.print(waiting, markup=False)
 
         wanted = batch.components
