@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS := dev,onnx,components,video,triton,triton-server,torch,postgres,bench
+EXTRAS := dev,onnx,components,video,gpu,triton,triton-server,torch,postgres,bench
 
 .PHONY: venv demo test offline licenses check lint typecheck bench lock clean
 

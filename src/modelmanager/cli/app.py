@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from modelmanager.cli import db, gc, lint, mapping, models, profiles, run, runs, triton
+from modelmanager.cli import db, gc, gpus, lint, mapping, models, plan, profiles, run, runs, triton
 from modelmanager.cli._common import command_group
 
 __all__ = ["app", "main"]
@@ -94,6 +94,8 @@ app.command()(mapping.health)
 app.command()(mapping.digest)
 app.command()(runs.explain)
 app.command("run")(run.run)
+app.command("plan")(plan.plan_command)
+app.command("gpus")(gpus.gpus_command)
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(db.db_app, name="db")
 app.add_typer(profiles.profiles_app, name="profiles")

@@ -89,6 +89,8 @@ class AudioVAD:
     producer_version = "1.0.0"
     schema_version = "1"
     roles: Sequence[str] = ("vad",)
+    max_batch = 1
+    """One window at a time: the LSTM state runs through the track."""
 
     def process(self, request: ComponentRequest) -> ComponentOutput:
         rate = int(request.inputs.get("sample_rate", SAMPLE_RATE))

@@ -78,6 +78,8 @@ class FrameSafety:
     producer_version = "1.1.0"
     schema_version = "2"
     roles: Sequence[str] = ("classifier",)
+    max_batch = BATCH_SIZE
+    """The largest batch it runs its models with (the planner may choose less)."""
 
     def process(self, request: ComponentRequest) -> ComponentOutput:
         frames = rgb_frames(request.inputs["frames"], self.name)

@@ -168,6 +168,8 @@ class TextOCR:
     producer_version = "1.0.0"
     schema_version = "1"
     roles: Sequence[str] = ("detector", "classifier", "recognizer")
+    max_batch = BATCH_SIZE
+    """The largest batch it runs its models with (the planner may choose less)."""
 
     def process(self, request: ComponentRequest) -> ComponentOutput:
         frames = rgb_frames(request.inputs["frames"], self.name)

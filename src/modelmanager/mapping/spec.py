@@ -185,6 +185,21 @@ class TritonTarget(_Frozen):
         return self
 
 
+class MemoryChecklist(_Frozen):
+    """A model's memory on its device (seed §8, the checklist): ``fixed_mib`` once loaded,
+    plus ``per_item_mib`` per item of a batch, at most ``max_batch`` items. It decides the
+    batch size and the GPU (R-RES-1, R-SCHED-2); it changes no output, so it is not in
+    the signature. Whole MiB (round per-item memory up)."""
+
+    fixed_mib: int = Field(ge=0, le=1 << 24)
+    per_item_mib: int = Field(ge=0, le=1 << 24)
+    max_batch: int | None = Field(default=None, ge=1, le=1 << 20)
+
+    def need_mib(self, batch: int) -> int:
+        """MiB the model needs for a batch of ``batch`` items."""
+        return self.fixed_mib + self.per_item_mib * batch
+
+
 class Artifacts(_Frozen):
     """Local files of a model, relative to ``models_root`` (R-SPEC-5)."""
 
@@ -228,6 +243,7 @@ class ResolvedModelSpec(_Frozen):
     triton: TritonTarget | None = None
     inputs: tuple[TensorSpec, ...] | None = None
     outputs: tuple[TensorSpec, ...] | None = None
+    memory: MemoryChecklist | None = None
 
     @model_validator(mode="before")
     @classmethod

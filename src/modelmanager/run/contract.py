@@ -51,7 +51,11 @@ class ComponentOutput:
 
 
 class Component(Protocol):
-    """One processing step of the DataProcessor (visual, audio, text, …)."""
+    """One processing step of the DataProcessor (visual, audio, text, …).
+
+    Optional: ``max_batch`` (int), the largest batch it runs its models with; the
+    planner (:mod:`modelmanager.resources.planner`) chooses at most that, 1 without it.
+    """
 
     name: str
     producer_version: str
