@@ -22,6 +22,7 @@ from . import (
     bench_gc,
     bench_offline,
     bench_parallel,
+    bench_plan,
     bench_resolve,
     bench_reverify,
     bench_runs,
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], list[Result]]] = {
         bench_startup,
         bench_offline,
         bench_gc,
+        bench_plan,
         bench_decode,
     )
 }

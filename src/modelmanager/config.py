@@ -54,6 +54,8 @@ class Settings(BaseSettings):
             started (R-GC-3; ``MODELMANAGER_GC_TEMP_TTL_DAYS``).
         gc_hard_cap_days: nothing older survives garbage collection (R-GC-1;
             ``MODELMANAGER_GC_HARD_CAP_DAYS``).
+        gpu_inventory: an injected GPU inventory (JSON, as ``gpus --json`` prints) used
+            instead of NVML's (``MODELMANAGER_GPU_INVENTORY``): planning for another machine.
     """
 
     model_config = SettingsConfigDict(env_prefix="MODELMANAGER_", extra="ignore", frozen=True)
@@ -69,6 +71,7 @@ class Settings(BaseSettings):
     gc_keep_previous: int = Field(default=2, ge=0)
     gc_temp_ttl_days: float = Field(default=7.0, gt=0)
     gc_hard_cap_days: float = Field(default=60.0, gt=0)
+    gpu_inventory: Path | None = None
 
     def __init__(self, **values: Any) -> None:
         """Read the settings: ``values`` first, then ``MODELMANAGER_*``, then the defaults.

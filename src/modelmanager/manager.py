@@ -267,6 +267,18 @@ class ModelManager:
         self._runtimes[key] = handle
         return handle
 
+    def reopen_runtime(self, spec: ResolvedModelSpec) -> Runtime:
+        """``spec``'s handle closed and opened anew: a fresh session, after an out-of-memory
+        error, whose arena does not give back what it took (R-RES-2).
+
+        Raises:
+            ModelManagerError: what :meth:`get_runtime` raises.
+        """
+        handle = self._runtimes.pop((spec.component_name, spec.role), None)
+        if handle is not None:
+            handle.close()
+        return self.get_runtime(spec)
+
     def preload(self, components: Sequence[str] | None = None) -> list[Runtime]:
         """Open the in-process handles of ``components`` (default: all) now (R-RT-5).
 

@@ -270,6 +270,7 @@ SETTING_VALUES: dict[str, tuple[str, Any]] = {
     "gc_keep_previous": ("5", 5),
     "gc_temp_ttl_days": ("1.5", 1.5),
     "gc_hard_cap_days": ("30", 30.0),
+    "gpu_inventory": ("/g.json", Path("/g.json")),
 }
 
 

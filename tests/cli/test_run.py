@@ -612,3 +612,47 @@ def test_a_changed_sampling_policy_recomputes_and_the_same_one_rewritten_does_no
     assert versions[0] == versions[1] != versions[2]
     assert all(v.startswith("1+") for v in versions)
     assert faster["run"]["resolved_model_mapping"]["sampling"]["fps"] == 2
+
+
+def test_a_gpu_profile_is_planned_before_the_run_and_the_manifest_says_why(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 (R-RES-1, R-SCHED, R-MAP-4): a `cuda` entry gets its GPU and batch from the
+    plan before the manager is made; the manifest records device, batch and reason. This
+    machine has no GPU: the inventory is injected, and the run itself then fails the GPU
+    components with device_unavailable (no CUDA provider here; nothing falls back to CPU).
+    On a machine without any GPU the plan refuses at once."""
+    import yaml
+
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    document = yaml.safe_load(profile.read_text())
+    for entry in document["components"]["text_ocr"].values():
+        entry["device_policy"] = "cuda"
+        entry["memory"] = {"fixed_mib": 400, "per_item_mib": 100}
+    gpu_profile = tmp_path / "gpu.yaml"
+    gpu_profile.write_text(yaml.safe_dump(document))
+    args = ["run", str(gpu_profile), *TALK, "--models-root", str(root), "-c", "text_ocr"]
+    inventory = str(REPO / "examples" / "gpus.json")
+    result = runner.invoke(app, ["--gpu-inventory", inventory, *args, "--json"])
+    assert result.exit_code == 1, result.output
+    (entry,) = manifest_of(result.stdout)["components"]
+    assert entry["device_used"] == "cuda:0"
+    assert entry["error_code"] == "device_unavailable"
+    assert entry["batch_reason"].startswith("cuda:0 (NVIDIA A10G) has 22003 MiB usable")
+    assert "batch 8, capped by the component's 8" in entry["batch_reason"]
+    empty = tmp_path / "none.json"
+    empty.write_text('{"source": "nvml", "gpus": []}')
+    refused = runner.invoke(app, ["--gpu-inventory", str(empty), *args, "--json"])
+    assert refused.exit_code == 1, refused.output
+    assert json.loads(refused.stdout)["error_code"] == "insufficient_gpu_memory"
+
+
+def test_a_cpu_run_records_the_batch_it_ran_with_and_why(
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, profile = prepared
+    monkeypatch.setenv("MODELMANAGER_DATA_DIR", str(tmp_path / "data"))
+    args = ["run", str(profile), *TALK, "--models-root", str(root), "-c", "frame_safety"]
+    (entry,) = manifest_of(runner.invoke(app, [*args, "--json"]).stdout)["components"]
+    assert (entry["batch_size"], entry["batch_reason"]) == (8, "cpu: the component's own batch (8)")

@@ -78,6 +78,10 @@ def _main(
     gc_hard_cap_days: Annotated[
         float | None, _setting("GC_HARD_CAP_DAYS", "Nothing older survives gc.")
     ] = None,
+    gpu_inventory: Annotated[
+        Path | None,
+        _setting("GPU_INVENTORY", "A GPU inventory file used instead of NVML's."),
+    ] = None,
 ) -> None:
     import logging
     import sys

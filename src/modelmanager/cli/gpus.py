@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelmanager.cli._common import JsonOption, plain_table, print_json, reported, stdout
+from modelmanager.cli._common import (
+    JsonOption,
+    current_settings,
+    plain_table,
+    print_json,
+    reported,
+    stdout,
+)
 
 if TYPE_CHECKING:
     from modelmanager.resources.inventory import GpuInfo, Inventory
@@ -41,7 +48,7 @@ def gpus_command(inventory: InventoryOption = None, as_json: JsonOption = False)
     from modelmanager.resources.inventory import read_inventory
 
     with reported(as_json):
-        found = read_inventory(inventory)
+        found = read_inventory(inventory or current_settings().gpu_inventory)
     if as_json:
         print_json(found.to_json_dict())
         return

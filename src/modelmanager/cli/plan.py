@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from modelmanager.cli._common import JsonOption, plain_table, print_json, reported, stdout
+from modelmanager.cli._common import (
+    JsonOption,
+    current_settings,
+    plain_table,
+    print_json,
+    reported,
+    stdout,
+)
 
 __all__ = ["plan_command"]
 
@@ -34,7 +41,7 @@ def plan_command(
 
     with reported(as_json):
         document = load_document(profile)
-        gpus = read_inventory(inventory)
+        gpus = read_inventory(inventory or current_settings().gpu_inventory)
         limits = {name: getattr(cls, "max_batch", 1) for name, cls in REGISTRY.items()}
         plan = plan_components(
             document,

@@ -40,7 +40,6 @@ from modelmanager.cli._common import (
     ModelsRootOption,
     SourceArgument,
     current_settings,
-    mapping_from,
     print_json,
     reported,
     stderr,
@@ -118,6 +117,7 @@ def run(
         context_defaults,
         exit_code,
         known_components,
+        planned_mapping,
         print_outcome,
         run_all,
     )
@@ -145,7 +145,7 @@ def run(
             )
         # Not a video, no video stream: refused before any run.
         videos_found = [(job, probe_video(job.path)) for job in jobs]
-        mapping, origin, payload_context = mapping_from(source, settings)
+        mapping, origin, payload_context, placements = planned_mapping(source, settings)
         components: list[Component] = [
             REGISTRY[name]()
             for name in known_components(mapping.components, REGISTRY, source, only or ())
@@ -172,6 +172,7 @@ def run(
             defaults=context_defaults(payload_context),
             run_id=run_id,
             verify="full" if verify_artifacts is VerifyChoice.full else "stat",
+            placements=placements,
         )
         outcomes = run_all(batch, videos_found, quiet=as_json)
     if as_json:

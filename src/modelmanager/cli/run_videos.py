@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelmanager.cli._common import stderr, stdout
+from modelmanager.cli._common import mapping_from, stderr, stdout
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     from modelmanager.index import RunStore
     from modelmanager.manager import ModelManager
     from modelmanager.mapping.sampling import SamplingPolicy
+    from modelmanager.mapping.sources import MappingSource
+    from modelmanager.mapping.spec import ResolvedMapping
     from modelmanager.media import VideoInfo
     from modelmanager.media.jobs import VideoJob
+    from modelmanager.resources.planner import Placement
     from modelmanager.run.contract import Component
     from modelmanager.run.runner import RunResult
     from modelmanager.store.check import ArtifactVerify
@@ -35,6 +38,7 @@ __all__ = [
     "context_defaults",
     "exit_code",
     "known_components",
+    "planned_mapping",
     "print_outcome",
     "run_all",
     "run_context_for",
@@ -130,6 +134,51 @@ def _closest(name: str, choices: Sequence[str]) -> str | None:
     return guesses[0] if guesses else None
 
 
+def planned_mapping(
+    source: str, settings: Settings
+) -> tuple[ResolvedMapping, MappingSource, dict[str, Any] | None, dict[str, Placement]]:
+    """The run's mapping (:func:`~modelmanager.cli._common.mapping_from`) and, for a profile
+    file, each component's planned device and batch (R-RES-1, R-SCHED): a ``cuda`` entry
+    gets its GPU here, before the manager is made (R-MAP-4). The GPUs are read (NVML) only
+    when the profile has a GPU entry. A run payload's or a database profile's devices are
+    already set: their components run at their own batch.
+
+    Raises:
+        InsufficientGpuMemory: a component fits no GPU (before anything runs).
+    """
+    from modelmanager.components import REGISTRY
+    from modelmanager.mapping.sources import MappingSource, load_document
+    from modelmanager.mapping.spec import parse_mapping
+    from modelmanager.resources.inventory import Inventory, read_inventory
+    from modelmanager.resources.planner import plan_components
+
+    path = Path(source)
+    document = load_document(path) if path.is_file() else None
+    if document is None or "model_mapping" in document:
+        mapping, origin, context = mapping_from(source, settings)
+        return mapping, origin, context, {}
+    wants_gpu = any(
+        isinstance(entry, Mapping) and str(entry.get("device_policy", "")).startswith("cuda")
+        for roles in (document.get("components") or {}).values()
+        if isinstance(roles, Mapping)
+        for entry in roles.values()
+    )
+    gpus = (
+        read_inventory(settings.gpu_inventory)
+        if wants_gpu
+        else Inventory((), "none", note="no GPU entry")
+    )
+    limits = {name: getattr(cls, "max_batch", 1) for name, cls in REGISTRY.items()}
+    plan = plan_components(document, gpus, component_limits=limits, source=source)
+    mapping = parse_mapping(plan.document, source=source)
+    return (
+        mapping,
+        MappingSource("profile", source),
+        None,
+        {p.component: p for p in plan.placements},
+    )
+
+
 def run_context_for(
     job: VideoJob,
     input_digest: str,
@@ -173,6 +222,7 @@ class Batch:
     defaults: dict[str, Any]
     run_id: str | None
     verify: ArtifactVerify
+    placements: Mapping[str, Placement]
 
 
 @dataclass
@@ -265,6 +315,7 @@ def run_one(
             lease_ttl_s=batch.settings.lease_ttl_s,
             lease_wait_s=batch.settings.lease_wait_s,
             verify_artifacts=batch.verify,
+            placements=batch.placements,
         )
 
         def on_component(component: Component, entry: ComponentEntry | None) -> None:

@@ -97,8 +97,9 @@ class FrameSafety:
             )
         scores = np.zeros(len(frames), np.float32)
         features = np.zeros((len(frames), FEATURE_SIZE), np.float32)
-        for start in range(0, len(frames), BATCH_SIZE):
-            batch = preprocess(frames[start : start + BATCH_SIZE])
+        size = request.batch_size or BATCH_SIZE  # the plan's, or smaller after an OOM
+        for start in range(0, len(frames), size):
+            batch = preprocess(frames[start : start + size])
             out = handle({INPUT_NAME: batch})
             end = start + len(batch)
             scores[start:end] = np.asarray(out[SCORE_OUTPUT], np.float32).reshape(-1, 2)[:, 1]
@@ -109,6 +110,6 @@ class FrameSafety:
                 "features": features,
                 "frame_index": np.arange(len(frames), dtype=np.int32),
             },
-            batch_size=BATCH_SIZE,
+            batch_size=size,
             seed=0,
         )

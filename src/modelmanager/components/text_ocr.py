@@ -175,11 +175,12 @@ class TextOCR:
         frames = rgb_frames(request.inputs["frames"], self.name)
         recognizer = request.runtimes["recognizer"]
         characters = _character_set(recognizer)
-        boxes = self._detect(request.runtimes["detector"], frames)
+        per = request.batch_size or BATCH_SIZE  # the plan's, or smaller after an OOM
+        boxes = self._detect(request.runtimes["detector"], frames, per)
         crops = [frames[i, b.y0 : b.y1, b.x0 : b.x1] for i, b in boxes]
-        angles = self._orient(request.runtimes["classifier"], crops)
+        angles = self._orient(request.runtimes["classifier"], crops, per)
         crops = [c[::-1, ::-1] if a == 180 else c for c, a in zip(crops, angles, strict=True)]
-        texts = self._recognize(recognizer, crops, characters)
+        texts = self._recognize(recognizer, crops, characters, per)
         kept = [k for k, (_, score) in enumerate(texts) if score >= DROP_SCORE]
         return ComponentOutput(
             {
@@ -192,17 +193,17 @@ class TextOCR:
                 "text": np.array([texts[k][0] for k in kept], dtype=np.str_).reshape(-1),
                 "text_score": np.array([texts[k][1] for k in kept], np.float32),
             },
-            batch_size=BATCH_SIZE,
+            batch_size=per,
             seed=0,
         )
 
     @staticmethod
-    def _detect(detector: Runtime, frames: NDArray[np.uint8]) -> list[tuple[int, Box]]:
+    def _detect(detector: Runtime, frames: NDArray[np.uint8], per: int) -> list[tuple[int, Box]]:
         shape = (int(frames.shape[1]), int(frames.shape[2]))
         size = _det_size(*shape)
         found: list[tuple[int, Box]] = []
-        for start in range(0, len(frames), BATCH_SIZE):
-            batch = frames[start : start + BATCH_SIZE]
+        for start in range(0, len(frames), per):
+            batch = frames[start : start + per]
             (maps,) = detector({INPUT_NAME: _det_input(batch, size)}).values()
             for offset, prob in enumerate(np.asarray(maps, np.float32)[:, 0]):
                 for box in detect_boxes(prob, shape):
@@ -210,11 +211,11 @@ class TextOCR:
         return found
 
     @staticmethod
-    def _orient(classifier: Runtime, crops: list[NDArray[np.uint8]]) -> list[int]:
+    def _orient(classifier: Runtime, crops: list[NDArray[np.uint8]], per: int) -> list[int]:
         height, width = CLS_SIZE
         angles: list[int] = []
-        for start in range(0, len(crops), BATCH_SIZE):
-            batch = crops[start : start + BATCH_SIZE]
+        for start in range(0, len(crops), per):
+            batch = crops[start : start + per]
             strips = np.stack([_strip(c, height, _width_for(c, height), width) for c in batch])
             (probs,) = classifier({INPUT_NAME: strips}).values()
             for p in np.asarray(probs, np.float32).reshape(-1, 2):
@@ -223,13 +224,16 @@ class TextOCR:
 
     @staticmethod
     def _recognize(
-        recognizer: Runtime, crops: list[NDArray[np.uint8]], characters: Sequence[str]
+        recognizer: Runtime,
+        crops: list[NDArray[np.uint8]],
+        characters: Sequence[str],
+        per: int,
     ) -> list[tuple[str, float]]:
         # Similar widths share a batch (less padding), as PaddleOCR does; results go back in order.
         order = sorted(range(len(crops)), key=lambda k: crops[k].shape[1] / crops[k].shape[0])
         texts: list[tuple[str, float]] = [("", 0.0)] * len(crops)
-        for start in range(0, len(order), BATCH_SIZE):
-            chunk = order[start : start + BATCH_SIZE]
+        for start in range(0, len(order), per):
+            chunk = order[start : start + per]
             widths = [_width_for(crops[k], REC_HEIGHT) for k in chunk]
             max_width = max(REC_MIN_WIDTH, *widths)
             strips = np.stack(

@@ -32,12 +32,15 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ComponentRequest:
-    """What a component gets: the run, its inputs, and an opened handle per role."""
+    """What a component gets: the run, its inputs, an opened handle per role, and the
+    batch size to run its models with (None: its own; the plan, or a retry after an
+    out-of-memory error, chooses a smaller one: R-RES-1/2)."""
 
     run_context: RunContext
     inputs: Mapping[str, Any]
     runtimes: Mapping[str, Runtime]
     specs: Mapping[str, ResolvedModelSpec]
+    batch_size: int | None = None
 
 
 @dataclass(slots=True)

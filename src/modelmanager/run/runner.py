@@ -44,6 +44,7 @@ import numpy as np
 from modelmanager import offline
 from modelmanager.errors import (
     ComponentFailed,
+    InsufficientGpuMemory,
     LeaseLost,
     LeaseWaitTimeout,
     ModelManagerError,
@@ -53,8 +54,10 @@ from modelmanager.index import ComponentRunRow, Lease, RunStore
 from modelmanager.index.store import FinalRunStatus
 from modelmanager.manager import ModelManager
 from modelmanager.mapping.signature import CacheKey
-from modelmanager.mapping.spec import RunContext
-from modelmanager.run.contract import Component, ComponentRequest
+from modelmanager.mapping.spec import ResolvedModelSpec, RunContext
+from modelmanager.resources.oom import is_oom
+from modelmanager.resources.planner import Placement
+from modelmanager.run.contract import Component, ComponentOutput, ComponentRequest
 from modelmanager.run.leases import lease_heartbeat, run_heartbeat
 from modelmanager.store.artifacts import ArtifactMeta, ArtifactRecord, write_artifact
 from modelmanager.store.check import ArtifactVerify, check_artifact
@@ -98,6 +101,9 @@ class Runner:
             (default) trusts the manager's digest cache when the file's stat
             fingerprint is unchanged since it was published or last hashed (any
             rewrite changes it); ``full`` re-hashes the whole file on every hit.
+        placements: each component's planned device and batch, with the reason
+            (:mod:`modelmanager.resources.planner`), recorded in its manifest entry;
+            default: its own ``max_batch``. An out-of-memory error halves it and retries.
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class Runner:
         lease_wait_s: float = 600.0,
         poll_s: float = 0.05,
         verify_artifacts: ArtifactVerify = "stat",
+        placements: Mapping[str, Placement] | None = None,
     ) -> None:
         if manager.run_context is None:
             raise ValueError("a Runner needs a manager made with a run context")
@@ -125,6 +132,7 @@ class Runner:
         self.lease_wait_s = lease_wait_s
         self.poll_s = poll_s
         self.verify_artifacts: ArtifactVerify = verify_artifacts
+        self.placements: Mapping[str, Placement] = placements or {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._on_wait: Callable[[Component, str], None] | None = None
         self._input_changed: str | None = None
@@ -389,6 +397,55 @@ class Runner:
             return record
         return self._compute(key, component, inputs, attempt)
 
+    def _process_backing_off(
+        self,
+        component: Component,
+        inputs: Mapping[str, Any],
+        specs: Mapping[str, ResolvedModelSpec],
+        attempt: _Attempt,
+    ) -> ComponentOutput:
+        """``component.process`` at the planned batch; on an out-of-memory error, again at
+        half of it in fresh sessions, down to one (R-RES-2: a smaller batch, never another
+        model). Each retry is counted (``oom_retries``) and told in a warning.
+
+        Raises:
+            InsufficientGpuMemory: out of memory at a batch of one.
+        """
+        mm, ctx = self.manager, self.run_context
+        planned = self.placements.get(component.name)
+        if planned is not None:
+            attempt.batch_reason = planned.reason
+        batch = planned.batch_size if planned else getattr(component, "max_batch", None)
+        runtimes = {role: mm.get_runtime(spec) for role, spec in specs.items()}
+        while True:
+            started = time.perf_counter()
+            request = ComponentRequest(ctx, inputs, runtimes, specs, batch_size=batch)
+            try:
+                return component.process(request)
+            except Exception as exc:
+                oom = is_oom(exc)
+                if oom is None:
+                    raise
+                lost_s = time.perf_counter() - started
+                if batch is None or batch <= 1:
+                    raise InsufficientGpuMemory(
+                        f"{component.name}: out of memory at a batch of 1 "
+                        f"({oom.signature.library}: {oom.exception})",
+                        component=component.name,
+                        batch_size=batch or 1,
+                        oom_retries=attempt.oom_retries,
+                    ) from exc
+                smaller = max(1, batch // 2)
+                attempt.oom_retries += 1
+                attempt.warnings.append(
+                    f"out of memory at batch {batch} ({oom.signature.library}: "
+                    f"{_first_line(oom.exception)}); {lost_s:.2f} s lost; retried at {smaller} "
+                    "in fresh sessions"
+                )
+                logger.warning("%s: %s", component.name, attempt.warnings[-1])
+                runtimes = {role: mm.reopen_runtime(spec) for role, spec in specs.items()}
+                batch = smaller
+
     def _waiting(self, component: Component, key: CacheKey) -> str:
         """Who holds ``key`` (host:pid:id, or "another worker" if it was just released),
         told to ``on_wait`` and the log as the wait starts."""
@@ -408,8 +465,7 @@ class Runner:
     ) -> ArtifactRecord:
         mm, ctx = self.manager, self.run_context
         specs = {role: mm.resolve(component.name, role) for role in component.roles}
-        runtimes = {role: mm.get_runtime(spec) for role, spec in specs.items()}
-        output = component.process(ComponentRequest(ctx, inputs, runtimes, specs))
+        output = self._process_backing_off(component, inputs, specs, attempt)
         attempt.batch_size = output.batch_size
         attempt.warnings.extend(output.warnings)
         first = next(iter(specs.values()), None)
@@ -481,6 +537,8 @@ class _Attempt:
     cache_hit: bool = False
     artifact: ArtifactRecord | None = None
     batch_size: int | None = None
+    batch_reason: str | None = None
+    oom_retries: int = 0
     warnings: list[str] = field(default_factory=list)
     error: ModelManagerError | None = None
 
@@ -506,6 +564,7 @@ class _Attempt:
             schema_version=c.schema_version,
             device_used=device or None,
             batch_size=self.batch_size,
+            batch_reason=self.batch_reason,
             models_used=used,
             model_signature=signature,
             cache_key=self.key.key if self.key else "",
@@ -516,6 +575,7 @@ class _Attempt:
             error_code=self.error.code if self.error else None,
             error_fields=self.error.to_dict() if self.error else {},
             warnings=tuple(self.warnings),
+            oom_retries=self.oom_retries,
         )
 
 
@@ -539,3 +599,9 @@ def _cuda_versions() -> tuple[str | None, str | None]:
         return None, None
     cudnn = torch.backends.cudnn.version()
     return torch.version.cuda, None if cudnn is None else str(cudnn)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 160 else line[:157] + "..."

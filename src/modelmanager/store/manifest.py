@@ -23,7 +23,8 @@ Where it lives: ``<root>/<platform_id>/<video_id>/runs/<run_id>/manifest.json``
           "cache_key", "cache_key_material",    CacheKey.to_json_dict(): what `explain` diffs
           "cache_hit",
           "artifact": {"relpath", "size", "sha256"} | null,
-          "error", "error_code", "error_fields", "warnings", "oom_retries"
+          "error", "error_code", "error_fields", "warnings", "oom_retries",
+          "batch_reason"                        why the plan chose its device and batch
         }
       ]
     }
@@ -115,6 +116,7 @@ class ComponentEntry(_Record):
     error_code: str | None
     error_fields: dict[str, Any] = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    batch_reason: str | None = None
     oom_retries: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")
