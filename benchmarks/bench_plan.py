@@ -13,7 +13,11 @@ Timed, alternating, median of the repetitions:
   every run pays anyway (the plan's extra cost is ours − nothing; the floor shows its
   scale).
 
-Reported per component, and as placements per second. No target in the issue.
+Reported per component, and as placements per second. Then the placements several
+workers on one host share: ``RunStore.reserve_gpu`` (read the host's live reservations,
+choose the least-loaded GPU, record the reservation, one transaction) followed by
+``release_gpu``, on a scratch SQLite index, against a bare ``SELECT 1`` transaction on
+the same store (the floor of any write). No target in the issue.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from modelmanager.index import RunStore
 from modelmanager.mapping.spec import parse_mapping
 from modelmanager.resources.inventory import GpuInfo, Inventory
 from modelmanager.resources.planner import plan_components
@@ -108,7 +113,45 @@ def run(ws: Workspace) -> list[Result]:
             baseline_name=None,
             baseline_value=None,
             ratio=None,
-            target="none (reported; in-process: database reservations are not built yet)",
+            target="none (reported; in one process)",
             met=None,
         ),
+        _reservations(ws, inventory),
     ]
+
+
+def _reservations(ws: Workspace, inventory: Inventory) -> Result:
+    from sqlalchemy import text
+
+    url = f"sqlite:///{ws.scratch_dir('plan-reservations') / 'index.sqlite3'}"
+    free = {gpu.uuid: gpu.free_mib for gpu in inventory.gpus}
+
+    def choose(promised: Any) -> tuple[str, int]:
+        return max(free, key=lambda uuid: free[uuid] - promised.get(uuid, 0)), 10
+
+    reps = 200 if ws.config.quick else 1000
+    with RunStore.open(url) as store:
+
+        def reserve_and_release() -> None:
+            found = store.reserve_gpu("bench-host", "bench:1:a", "c", choose, ttl_s=600)
+            assert found is not None
+            store.release_gpu(found)
+
+        def bare_write() -> None:
+            with store.engine.begin() as conn:
+                conn.execute(text("SELECT 1"))
+
+        samples = interleaved({"ours": reserve_and_release, "bare": bare_write}, reps, warmup=10)
+    ours_us, bare_us = median(samples["ours"]) / 1e3, median(samples["bare"]) / 1e3
+    return Result(
+        name="plan: a reservation in the run index (reserve + release), SQLite",
+        value=ours_us,
+        unit="µs",
+        baseline_name="a bare write transaction (SELECT 1)",
+        baseline_value=bare_us,
+        ratio=ours_us / bare_us,
+        target="none (reported)",
+        met=None,
+        notes=f"{1e6 / ours_us:,.0f} placements/s from one worker; two transactions each "
+        f"(reserve, release); median of {reps}",
+    )

@@ -72,6 +72,7 @@ def test_migrations_create_every_table_index_and_constraint(store: RunStore) -> 
         "component_runs",
         "leases",
         "deletion_audit",
+        "gpu_reservations",
     }
     indexes = {
         table: {

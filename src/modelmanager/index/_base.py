@@ -29,12 +29,21 @@ from sqlalchemy.sql.dml import Insert
 
 from modelmanager.errors import DatabaseError
 from modelmanager.index._engine import IMMEDIATE, is_transient
-from modelmanager.index.models import AUDIT, COMPONENTS, LEASES, PROFILES, RUNS, UtcDateTime
+from modelmanager.index.models import (
+    AUDIT,
+    COMPONENTS,
+    GPU_RESERVATIONS,
+    LEASES,
+    PROFILES,
+    RUNS,
+    UtcDateTime,
+)
 from modelmanager.index.records import ComponentRunRow, RunRow
 
 __all__ = [
     "AUDIT",
     "COMPONENTS",
+    "GPU_RESERVATIONS",
     "LEASES",
     "PROFILES",
     "RUNS",

@@ -79,6 +79,7 @@ __all__ = [
     "AUDIT",
     "COMPONENTS",
     "COMPONENT_STATUSES",
+    "GPU_RESERVATIONS",
     "LEASES",
     "PROFILES",
     "RUNS",
@@ -226,6 +227,21 @@ LEASES = Table(
     _required("owner", String(255)),
     _required("acquired_at", UtcDateTime),
     _required("expires_at", UtcDateTime),
+)
+
+GPU_RESERVATIONS = Table(
+    "gpu_reservations",  # GPU memory promised to one component placed there (R-SCHED)
+    metadata,
+    _id(),
+    _required("host", String(255)),
+    _required("gpu_uuid", String(255)),
+    _required("owner", String(255)),
+    _required("component", String(255)),
+    _required("mib", Integer),
+    _required("created_at", UtcDateTime),
+    _required("expires_at", UtcDateTime),
+    CheckConstraint("mib >= 0", name="mib"),
+    Index("ix_gpu_reservations_host", "host", "expires_at"),
 )
 
 # One delete-video request: who, when, how much; never the ids nor any content (R-GC-4).

@@ -16,6 +16,7 @@ __all__ = [
     "ComponentRowStatus",
     "ComponentRunRow",
     "DeletionAudit",
+    "GpuReservation",
     "Lease",
     "RunRow",
     "RunRowStatus",
@@ -137,3 +138,16 @@ class DeletionAudit:
     requested_at: datetime
     finished_at: datetime | None
     counts: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class GpuReservation:
+    """Memory of one GPU promised to one component until ``expires_at`` (database clock)."""
+
+    id: int
+    host: str
+    gpu_uuid: str
+    owner: str
+    component: str
+    mib: int
+    expires_at: datetime

@@ -67,6 +67,7 @@ from modelmanager.index.leases import LeaseMixin
 from modelmanager.index.migrations import HEAD
 from modelmanager.index.profiles import ProfileMixin
 from modelmanager.index.records import CachedArtifact, ComponentRunRow, Lease, RunRow
+from modelmanager.index.reservations import ReservationMixin
 from modelmanager.index.retention_queries import (
     RetentionMixin,
     deletion_checks,
@@ -113,7 +114,7 @@ FINAL_RUN_STATUSES: tuple[FinalRunStatus, ...] = ("ok", "failed", "interrupted")
 """What a run's own process records as it ends (``abandoned`` is recorded by others)."""
 
 
-class RunStore(ProfileMixin, RetentionMixin, LeaseMixin):
+class RunStore(ProfileMixin, RetentionMixin, LeaseMixin, ReservationMixin):
     """The run index: profiles, runs, component rows, cache lookup and leases.
 
     Open with :meth:`open`; use as a context manager or call :meth:`close`.
