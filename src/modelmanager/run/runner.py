@@ -37,7 +37,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,8 +55,6 @@ from modelmanager.index.store import FinalRunStatus
 from modelmanager.manager import ModelManager
 from modelmanager.mapping.signature import CacheKey
 from modelmanager.mapping.spec import ResolvedModelSpec, RunContext
-from modelmanager.resources.oom import is_oom
-from modelmanager.resources.planner import Placement
 from modelmanager.run.contract import Component, ComponentOutput, ComponentRequest
 from modelmanager.run.leases import lease_heartbeat, run_heartbeat
 from modelmanager.store.artifacts import ArtifactMeta, ArtifactRecord, write_artifact
@@ -64,6 +62,9 @@ from modelmanager.store.check import ArtifactVerify, check_artifact
 from modelmanager.store.fields import utc_timestamp
 from modelmanager.store.layout import artifact_relpath, manifest_relpath, resolve_relpath
 from modelmanager.store.manifest import ComponentEntry, Manifest, RunSection, write_manifest
+
+if TYPE_CHECKING:
+    from modelmanager.resources.planner import Placement
 
 __all__ = ["RunResult", "Runner"]
 
@@ -423,6 +424,8 @@ class Runner:
             try:
                 return component.process(request)
             except Exception as exc:
+                from modelmanager.resources.oom import is_oom  # ~2 ms: only when one fails
+
                 oom = is_oom(exc)
                 if oom is None:
                     raise
