@@ -33,7 +33,7 @@ def plan_command(
 ) -> None:
     """Place each component on a device and choose its batch, from the GPUs' free memory
     and the models' memory checklists; nothing runs."""
-    from modelmanager.components import REGISTRY
+    from modelmanager.components import batch_limits
     from modelmanager.mapping.sources import load_document
     from modelmanager.mapping.spec import parse_mapping
     from modelmanager.resources.inventory import read_inventory
@@ -42,11 +42,10 @@ def plan_command(
     with reported(as_json):
         document = load_document(profile)
         gpus = read_inventory(inventory or current_settings().gpu_inventory)
-        limits = {name: getattr(cls, "max_batch", 1) for name, cls in REGISTRY.items()}
         plan = plan_components(
             document,
             gpus,
-            component_limits=limits,
+            component_limits=batch_limits(),
             headroom_mib=headroom_mib,
             source=str(profile),
         )

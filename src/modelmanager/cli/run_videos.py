@@ -146,7 +146,7 @@ def planned_mapping(
     Raises:
         InsufficientGpuMemory: a component fits no GPU (before anything runs).
     """
-    from modelmanager.components import REGISTRY
+    from modelmanager.components import batch_limits
     from modelmanager.mapping.sources import MappingSource, load_document
     from modelmanager.mapping.spec import parse_mapping
     from modelmanager.resources.inventory import Inventory, read_inventory
@@ -168,8 +168,7 @@ def planned_mapping(
         if wants_gpu
         else Inventory((), "none", note="no GPU entry")
     )
-    limits = {name: getattr(cls, "max_batch", 1) for name, cls in REGISTRY.items()}
-    plan = plan_components(document, gpus, component_limits=limits, source=source)
+    plan = plan_components(document, gpus, component_limits=batch_limits(), source=source)
     mapping = parse_mapping(plan.document, source=source)
     return (
         mapping,
