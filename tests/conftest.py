@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from modelmanager.weights.digest import hash_file
+
+if TYPE_CHECKING:
+    from modelmanager.media import DecodedVideo
 
 from .db_fixtures import store, store_url  # noqa: F401  (fixtures)
 from .triton_fixtures import TritonFixture, start_fixture
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+VIDEOS = EXAMPLES / "videos"
+TRUTH: dict[str, dict[str, Any]] = {
+    v["video_id"]: v for v in json.loads((VIDEOS / "videos.json").read_text("utf-8"))
+}
+"""The example videos' ground truth, by video_id (scripts/make_sample_videos.py writes it)."""
 
 
 @pytest.hookimpl(wrapper=True)
@@ -185,3 +194,12 @@ def with_modified_model(
         weights_digest=hash_file(path), artifacts={"onnx_path": path.relative_to(root).as_posix()}
     )
     return document
+
+
+@pytest.fixture(scope="session")
+def videos() -> dict[str, DecodedVideo]:
+    """Each example video decoded with the default policy (one frame a second from t=0,
+    audio 16 kHz mono float32), by video_id."""
+    from modelmanager.media import DEFAULT_POLICY, decode_video
+
+    return {video: decode_video(VIDEOS / e["file"], DEFAULT_POLICY) for video, e in TRUTH.items()}

@@ -13,7 +13,6 @@ values are pinned in its own test module.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,32 +24,20 @@ from modelmanager import ModelManager, resolve_mapping
 from modelmanager.components import REGISTRY
 from modelmanager.index import RunStore
 from modelmanager.mapping.spec import ResolvedMapping, parse_mapping
-from modelmanager.media import DEFAULT_POLICY, DecodedVideo, decode_video
+from modelmanager.media import DecodedVideo
 from modelmanager.run.runner import Runner, RunResult
 from modelmanager.store.check import read_artifact
 from modelmanager.tools.prepare import PreparedModel, profile_document
 from modelmanager.triton.local import local_triton
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, TRUTH
 from .runner_components import run_context
 
 Outputs = dict[str, dict[str, NDArray[Any]]]
-VIDEOS = EXAMPLES / "videos"
-TRUTH: dict[str, dict[str, Any]] = {
-    v["video_id"]: v for v in json.loads((VIDEOS / "videos.json").read_text("utf-8"))
-}
 VAD_TOLERANCE_S = 0.2
 """Measured: starts within 0.024 s, ends up to 0.18 s late (fp32 and fp16; silero's probability
 decays for ~150 ms after speech that stops mid-syllable). tests/components/test_audio_vad.py
 checks starts and ends apart, more tightly."""
-
-
-@pytest.fixture(scope="module")
-def videos() -> dict[str, DecodedVideo]:
-    return {
-        video: decode_video(VIDEOS / entry["file"], DEFAULT_POLICY)
-        for video, entry in TRUTH.items()
-    }
 
 
 @pytest.fixture(scope="module")

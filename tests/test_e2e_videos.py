@@ -20,10 +20,8 @@ from typer.testing import CliRunner
 from modelmanager.cli import app
 from modelmanager.tools.prepare import write_profile
 
-from .conftest import EXAMPLES
+from .conftest import TRUTH, VIDEOS
 
-VIDEOS = EXAMPLES / "videos"
-TRUTH = {v["video_id"]: v for v in json.loads((VIDEOS / "videos.json").read_text())}
 VAD_TOLERANCE_S = 0.25
 """VAD works in 32 ms windows and smooths its edges; the Opus/AAC round trip adds a little."""
 

@@ -11,7 +11,6 @@ SQLite and PostgreSQL (``store``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,13 @@ from modelmanager import ModelManager
 from modelmanager.components import AudioVAD
 from modelmanager.components.audio_vad import speech_segments
 from modelmanager.index import RunStore
-from modelmanager.media import DEFAULT_POLICY, DecodedVideo, decode_video
+from modelmanager.media import DecodedVideo
 from modelmanager.run.runner import Runner
 from modelmanager.store.check import read_artifact
 from modelmanager.tools.prepare import PreparedModel, profile_document
-from tests.conftest import EXAMPLES
+from tests.conftest import TRUTH
 from tests.runner_components import run_context
 
-VIDEOS = EXAMPLES / "videos"
-TRUTH = {v["video_id"]: v for v in json.loads((VIDEOS / "videos.json").read_text("utf-8"))}
 SPOKEN = [video for video, entry in TRUTH.items() if entry["speech"]]  # talk, street
 
 # Measured on talk.mp4 and street.webm (fp32 and fp16): every start within 0.024 s (one
@@ -54,15 +51,6 @@ GOLDEN_SUMMARY = {
 def silero(real_models: tuple[Path, list[PreparedModel]]) -> tuple[Path, list[PreparedModel]]:
     """silero VAD fp32 (mapped to audio_vad/vad) and fp16, among the session's real models."""
     return real_models
-
-
-@pytest.fixture(scope="module")
-def videos() -> dict[str, DecodedVideo]:
-    """Each example video decoded with the default policy (audio: 16 kHz mono float32)."""
-    return {
-        video: decode_video(VIDEOS / entry["file"], DEFAULT_POLICY)
-        for video, entry in TRUTH.items()
-    }
 
 
 def audio_of(videos: dict[str, DecodedVideo], video: str) -> NDArray[np.float32]:

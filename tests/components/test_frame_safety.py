@@ -8,7 +8,6 @@ Runs on SQLite and PostgreSQL (``store``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,13 @@ from modelmanager.components import FrameSafety
 from modelmanager.components.frame_safety import BATCH_SIZE
 from modelmanager.components.imaging import resize_bilinear
 from modelmanager.index import RunStore
-from modelmanager.media import DEFAULT_POLICY, DecodedVideo, decode_video
+from modelmanager.media import DecodedVideo
 from modelmanager.run.contract import ComponentRequest
 from modelmanager.run.runner import Runner
 from modelmanager.store.check import read_artifact
 from modelmanager.tools.prepare import PreparedModel, profile_document
-from tests.conftest import EXAMPLES, with_modified_model
+from tests.conftest import TRUTH, with_modified_model
 from tests.runner_components import run_context
-
-VIDEOS = EXAMPLES / "videos"
-TRUTH = {v["video_id"]: v for v in json.loads((VIDEOS / "videos.json").read_text("utf-8"))}
 
 # Measured once with this component (bilinear 224×224, BGR minus means, batches of 8) on the
 # videos decoded with the default policy, with onnxruntime (CPU, fp32), printed to 9
@@ -70,15 +66,6 @@ GOLDEN_FEATURE_NORM = {
 def opennsfw(real_models: tuple[Path, list[PreparedModel]]) -> tuple[Path, list[PreparedModel]]:
     """open_nsfw fp32 (mapped to frame_safety/classifier), among the session's real models."""
     return real_models
-
-
-@pytest.fixture(scope="module")
-def videos() -> dict[str, DecodedVideo]:
-    """Each example video decoded with the default policy (one frame a second from t=0)."""
-    return {
-        video: decode_video(VIDEOS / entry["file"], DEFAULT_POLICY)
-        for video, entry in TRUTH.items()
-    }
 
 
 def has_word(video: str, decoded: DecodedVideo) -> list[bool]:

@@ -9,7 +9,6 @@ the frames without one. Runs on SQLite and PostgreSQL (``store``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,12 @@ from modelmanager import ModelManager
 from modelmanager.components import TextOCR
 from modelmanager.components.text_ocr import ctc_decode, detect_boxes
 from modelmanager.index import RunStore
-from modelmanager.media import DEFAULT_POLICY, DecodedVideo, decode_video
+from modelmanager.media import DecodedVideo
 from modelmanager.run.runner import Runner
 from modelmanager.store.check import read_artifact
 from modelmanager.tools.prepare import PreparedModel, profile_document
-from tests.conftest import EXAMPLES, with_modified_model
+from tests.conftest import TRUTH, with_modified_model
 from tests.runner_components import run_context
-
-VIDEOS = EXAMPLES / "videos"
-TRUTH = {v["video_id"]: v for v in json.loads((VIDEOS / "videos.json").read_text("utf-8"))}
 
 # Measured once with this component on the decoded videos (default policy; onnxruntime CPU,
 # fp32), per worded frame (talk: 1 MODEL, 4-5 CACHE; street: 1 CACHE, 3-4 MODEL; silent:
@@ -54,15 +50,6 @@ GOLDEN: dict[str, dict[str, list[Any]]] = {
 }
 
 Models = tuple[Path, list[PreparedModel]]
-
-
-@pytest.fixture(scope="module")
-def videos() -> dict[str, DecodedVideo]:
-    """Each example video decoded with the default policy (one frame a second from t=0)."""
-    return {
-        video: decode_video(VIDEOS / entry["file"], DEFAULT_POLICY)
-        for video, entry in TRUTH.items()
-    }
 
 
 def words_on_frames(video: str, decoded: DecodedVideo) -> list[str | None]:
