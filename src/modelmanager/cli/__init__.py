@@ -8,7 +8,9 @@ JSON document, errors included (``{"error_code": ..., ...}``), usage errors too
     app.py        the assembled command (entry point ``main``)
     _common.py    consoles, shared options, error reporting
     mapping.py    resolve, health, digest
-    run.py        run
+    run.py        run (its parts that run only when it runs: run_videos.py)
+    plan.py       plan
+    gpus.py       gpus
     runs.py       runs list|show, explain
     profiles.py   profiles load|list
     models.py     models prepare, licenses check
