@@ -1,10 +1,11 @@
-"""Decoding an input video: the policy's frames and the whole audio track, in one pass.
+"""Decoding an input video: the policy's frames, and its audio track.
 
-PyAV (FFmpeg in its wheel: no system ffmpeg, nothing downloaded) demuxes the file once;
-video packets are decoded only until the policy has its frames, and each kept frame is
-converted (scaled to the policy's size, RGB) as it is met, so memory holds the kept
-frames, never the video. The audio track is resampled on the fly to 16 kHz mono float32
-(64 KB per second of video).
+PyAV (FFmpeg in its wheel: no system ffmpeg, nothing downloaded). The frames: one pass
+over the video stream that stops at the policy's last frame, each kept frame converted
+(scaled to the policy's size, RGB) as it is met, so memory holds the kept frames, never
+the video. The audio: :class:`AudioTrack`, one pass over the audio stream, resampled on
+the fly to 16 kHz mono float32 (64 KB per second of video), streamed chunk by chunk or
+read whole.
 
 Bad input is :class:`~modelmanager.errors.VideoInvalid` (exit 2) naming the path and
 why: not a video, no video stream, a file that ends before its stated duration.
@@ -98,10 +99,10 @@ def decode_video(
     """Decode the policy's frames and the audio track of the video at ``path``.
 
     Frames are taken by timestamp: the first frame at or after each ``k / policy.fps``
-    seconds, up to ``policy.max_frames``. With ``audio=False`` the audio track is left
-    out (``audio`` is None; :class:`AudioTrack` streams it instead) and reading stops at
-    the policy's last frame. ``progress(seconds_done, duration_s)`` is called as the
-    demuxer advances.
+    seconds, up to ``policy.max_frames``; reading stops at the policy's last frame. The
+    audio track is then read whole (:meth:`AudioTrack.read`); with ``audio=False`` it is
+    left out (``audio`` is None; :class:`AudioTrack` streams it instead).
+    ``progress(seconds_done, duration_s)`` is called as the frames pass advances.
 
     Raises:
         ConfigurationInvalid: no such file.
@@ -113,47 +114,29 @@ def decode_video(
     path = Path(path)
     with _opened(path) as (container, info):
         video = container.streams.video[0]
-        track = container.streams.audio[0] if audio and container.streams.audio else None
         video.thread_type = "AUTO"
+        has_audio = bool(container.streams.audio)
         # Filled in place (no list of pieces, no copy at the end: the peak is 1x the data).
-        expected_s = info.duration_s + 1.0
-        frames = _Growing(np.uint8, min(policy.max_frames, int(expected_s * policy.fps) + 1))
+        capacity = min(policy.max_frames, int((info.duration_s + 1.0) * policy.fps) + 1)
+        frames = _Growing(np.uint8, capacity)
         times: list[float] = []
-        samples = _Growing(np.float32, int(expected_s * AUDIO_RATE) if track else 0)
-        resampler = _resampler() if track else None
         last_s = 0.0
-        streams = [video] if track is None else [video, track]
         stopped_early = False
         try:
-            for packet in container.demux(streams):
-                wants_video = len(frames) < policy.max_frames
-                if not wants_video and track is None:
+            for packet in container.demux(video):
+                if len(frames) >= policy.max_frames:
                     stopped_early = True  # the policy has its frames; nothing else is read
                     break
-                if packet.stream.type == "video" and not wants_video:
-                    last_s = max(last_s, _seconds(packet.pts, packet.time_base, last_s))
-                    continue
                 for frame in packet.decode():
-                    if isinstance(frame, av.VideoFrame):
-                        at = _seconds(frame.pts, frame.time_base, last_s)
-                        if (
-                            len(frames) < policy.max_frames
-                            and at + 1e-6 >= len(frames) / policy.fps
-                        ):
-                            frames.append(_rgb(frame, policy)[None])
-                            times.append(at)
-                    elif isinstance(frame, av.AudioFrame) and resampler is not None:
-                        at = _seconds(frame.pts, frame.time_base, last_s)
-                        for chunk in _samples(resampler.resample(frame)):
-                            samples.append(chunk)
-                    else:
+                    if not isinstance(frame, av.VideoFrame):
                         continue
+                    at = _seconds(frame.pts, frame.time_base, last_s)
+                    if len(frames) < policy.max_frames and at + 1e-6 >= len(frames) / policy.fps:
+                        frames.append(_rgb(frame, policy)[None])
+                        times.append(at)
                     last_s = max(last_s, at)
                 if progress is not None:
                     progress(last_s, info.duration_s)
-            if resampler is not None:
-                for chunk in _samples(resampler.resample(None)):
-                    samples.append(chunk)
         except av.error.FFmpegError as exc:
             raise _invalid(path, f"decoding failed at {last_s:.2f} s: {exc}") from exc
     if not frames:
@@ -165,7 +148,7 @@ def decode_video(
         policy=policy,
         frames=frames.array(),
         frame_times_s=np.asarray(times, np.float64),
-        audio=None if track is None else samples.array(),
+        audio=AudioTrack(path).read() if audio and has_audio else None,
     )
 
 
@@ -206,9 +189,13 @@ class AudioTrack:
             _check_complete(self.path, info, last_s)
 
     def read(self) -> NDArray[np.float32]:
-        """Every sample at once (what :func:`decode_video` gives as ``audio``)."""
-        chunks = list(self.chunks())
-        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        """Every sample at once (what :func:`decode_video` gives as ``audio``), filled
+        into one array sized from the stated duration."""
+        capacity = int((probe_video(self.path).duration_s + 1.0) * AUDIO_RATE)
+        samples = _Growing(np.float32, capacity)
+        for chunk in self.chunks():
+            samples.append(chunk)
+        return samples.array()
 
 
 def _resampler() -> Any:
