@@ -67,9 +67,6 @@ class Plan:
     headroom_mib: int = HEADROOM_MIB
     reserved_mib: dict[int, int] = field(default_factory=dict)
 
-    def placement(self, component: str) -> Placement | None:
-        return next((p for p in self.placements if p.component == component), None)
-
     def to_json_dict(self) -> dict[str, Any]:
         return {
             "inventory": self.inventory_source,
